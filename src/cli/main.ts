@@ -1,0 +1,50 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The package root, found by walking up (the CLI runs from src/ under tsx and from dist/src/ when built). */
+function packageJson(): { version: string } {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json'))) {
+    const up = dirname(dir);
+    if (up === dir) throw new Error('package.json not found');
+    dir = up;
+  }
+  return JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'));
+}
+
+const HELP = `tidemark — a clustered time-series database
+
+Usage: tidemark <command> [options]
+
+Commands:
+  demo [--dir DIR] [--series N] [--hours H]
+                    open a single-node shard store, write demo data, query it and print the result
+  version           print the version
+  help              this text
+
+The cluster commands (start, dev, write, query, status) arrive with the cluster.`;
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      console.log(HELP);
+      return 0;
+    case 'version':
+    case '--version': {
+      console.log(packageJson().version);
+      return 0;
+    }
+    case 'demo': {
+      const { demo } = await import('./demo.js');
+      return demo(rest);
+    }
+    default:
+      console.error(`tidemark: unknown command "${command}"\n\n${HELP}`);
+      return 2;
+  }
+}

@@ -1,0 +1,4 @@
+export * from './limits.js';
+export * from './series.js';
+export * from './shard.js';
+export * from './validate.js';
