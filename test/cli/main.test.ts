@@ -21,6 +21,20 @@ describe('tidemark CLI', () => {
     expect((await tidemark('version')).stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/);
   });
 
+  it('runs the single-node demo: writes, reopens and queries a store', async () => {
+    const r = await tidemark('demo', '--hosts', '2', '--hours', '3');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/wrote 6480 samples for 6 series/);
+    expect(r.stdout).toMatch(/reopened: 6 series/);
+    expect(r.stdout).toContain('cpu.usage{dc=eu-west,host=web-1,mode=user}');
+  });
+
+  it('rejects bad demo flags with a clear message', async () => {
+    const r = await tidemark('demo', '--hosts', '0');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('--hosts must be 1..10000');
+  });
+
   it('exits 2 on an unknown command and says so', async () => {
     const r = await tidemark('frobnicate');
     expect(r.code).toBe(2);

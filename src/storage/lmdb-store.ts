@@ -1,0 +1,882 @@
+/**
+ * The production shard store: one LMDB environment per shard replica (docs/format/store.md).
+ *
+ * Write path: every operation runs synchronously inside a write group — one LMDB write transaction
+ * shared by the operations of one event-loop turn (group commit) — mutating the in-memory head and
+ * writing the write-ahead record, sealed/rewritten chunks, new series, the applied index and meta;
+ * its promise resolves once the group's durable commit is done. Because memory and database change
+ * together on the JS thread, and reads go through the open transaction, a reader sees every operation
+ * all-or-nothing.
+ *
+ * Recovery: load the checkpointed head (the `head` sub-database), then redo the write-ahead records
+ * after the checkpoint in order. Every decision an operation makes depends only on state that the
+ * checkpoint + redo reconstruct exactly (per-series watermark, sealed bound and head; the retention
+ * cutoff), and every change to `chunks` is redone idempotently, so the result equals the state before
+ * the crash.
+ */
+import { mkdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { ABORT, type Database, open, type RootDatabase } from 'lmdb';
+import { decodeChunk, encodeChunk } from '../chunk/index.js';
+import { closed, dataCorruption, isTidemarkError, TidemarkError } from '../errors/index.js';
+import {
+  MAX_TIMESTAMP_MS,
+  MIN_TIMESTAMP_MS,
+  parseCanonicalKey,
+  SERIES_ID_BYTES,
+  type Series,
+  seriesIdHex,
+  seriesIdOfKey,
+} from '../model/index.js';
+import { ChunkTable } from './chunk-table.js';
+import { SeriesState } from './head.js';
+import { lowerBound, SnapshotSeries, upperBound } from './iterator.js';
+import {
+  idKey,
+  META_APPLIED,
+  META_CHECKPOINT,
+  META_FORMAT,
+  parseWalKey,
+  readU64,
+  userMetaKey,
+  walKey,
+  writeU64,
+} from './keys.js';
+import { type CompiledSelect, compileSelect, matchesAll } from './matchers.js';
+import { resolveStoreOptions, type StoreOptions } from './options.js';
+import { PostingsIndex } from './postings.js';
+import type {
+  ApplyResult,
+  DeleteRequest,
+  DeleteResult,
+  RejectedSample,
+  RejectReason,
+  RetentionResult,
+  SampleBatch,
+  SelectRequest,
+  SeriesData,
+  ShardStore,
+  StoreCapabilities,
+  StoreStats,
+} from './store.js';
+import { canonicalKeyOrNull, checkBatch, checkIndex, checkMeta, checkNow } from './validate.js';
+import {
+  decodeWalRecord,
+  SERIES_EXISTING,
+  SERIES_NEW,
+  SERIES_UNUSED,
+  WAL_BATCH,
+  WAL_DELETE,
+  type WalBatch,
+  type WalSeriesEntry,
+  WalWriter,
+} from './wal.js';
+
+/** Version of the on-disk layout (docs/format/store.md). Bump on any incompatible change. */
+export const STORE_FORMAT_VERSION = 1;
+
+/** Head checkpoint record version (the `head` sub-database values). */
+const HEAD_RECORD_VERSION = 1;
+
+const EMPTY = Buffer.alloc(0);
+
+export interface LmdbStoreOptions extends StoreOptions {}
+
+interface WriteGroup {
+  aborted: boolean;
+  /** this.applied when the group closed. */
+  lastIndex: number;
+  /** Resolves once the group's transaction is committed and flushed; rejects if it was aborted. */
+  done: Promise<void>;
+}
+
+interface Loaded {
+  key: Buffer;
+  value: Buffer;
+}
+
+function u32(n: number): Buffer {
+  const b = Buffer.allocUnsafe(4);
+  b.writeUInt32BE(n, 0);
+  return b;
+}
+
+function u64(n: number): Buffer {
+  const b = Buffer.allocUnsafe(8);
+  writeU64(b, 0, n);
+  return b;
+}
+
+export class LmdbShardStore implements ShardStore {
+  readonly capabilities: StoreCapabilities = { persistent: true };
+
+  private readonly byHex = new Map<string, SeriesState>();
+  private readonly byObj = new WeakMap<Series, SeriesState>();
+  private readonly dirty: SeriesState[] = [];
+  /** Series removed since the last checkpoint: their head records must go. */
+  private readonly removed = new Map<string, Uint8Array>();
+  private readonly wal = new WalWriter();
+
+  /** Last applied entry (visible to reads; durable once its group commits). */
+  private applied = 0;
+  /** Last applied entry whose group is committed and flushed. */
+  private durableIndex = 0;
+  private group: WriteGroup | null = null;
+  /** Unindexed operations (retention) applied after `applied`; part of the wal key. */
+  private walSeq = 0;
+  private ckptIndex = 0;
+  private ckptSeq = 0;
+  private cutoff = MIN_TIMESTAMP_MS;
+  private walRecordsSince = 0;
+  private walBytesSince = 0;
+  private epoch = 0;
+  private failed: Error | null = null;
+  private isClosed = false;
+
+  // Batch scratch (reused): accepted samples and the deferred merges into sealed chunks.
+  private accTs = new Float64Array(1024);
+  private accVals = new Float64Array(1024);
+  private accRefs = new Uint32Array(1024);
+  private mergeSt: SeriesState[] = [];
+  private mergeT: number[] = [];
+  private mergeV: number[] = [];
+  private readonly chunks: ChunkTable;
+  private readonly index: PostingsIndex;
+
+  private constructor(
+    private readonly dir: string,
+    private readonly opts: StoreOptions,
+    private readonly env: RootDatabase,
+    private readonly metaDb: Database<Buffer, Buffer>,
+    seriesDb: Database<Buffer, Buffer>,
+    postingsDb: Database<Buffer, Buffer>,
+    chunksDb: Database<Buffer, Buffer>,
+    private readonly walDb: Database<Buffer, Buffer>,
+    private readonly headDb: Database<Buffer, Buffer>,
+  ) {
+    this.chunks = new ChunkTable(chunksDb, opts.sealSamples);
+    this.index = new PostingsIndex(seriesDb, postingsDb);
+  }
+
+  /** Opens (creating if needed) the store in `dir` and recovers it. */
+  static async open(dir: string, options?: Partial<LmdbStoreOptions>): Promise<LmdbShardStore> {
+    const opts = resolveStoreOptions(options);
+    if (typeof dir !== 'string' || dir.length === 0) {
+      throw new TidemarkError('INVALID_ARGUMENT', 'dir_invalid', 'store directory must be a non-empty path', {
+        field: 'dir',
+      });
+    }
+    mkdirSync(dir, { recursive: true });
+    // Durability: noSync stays off. Writes use synchronous transactions, whose commit is LMDB's durable
+    // commit (fsync before the meta page; overlappingSync only affects lmdb-js's async transactions),
+    // and every write also awaits env.flushed before resolving.
+    const env = open({ path: dir, compression: false, maxDbs: 8, noSync: false });
+    const db = (name: string) =>
+      env.openDB<Buffer, Buffer>({ name, keyEncoding: 'binary', encoding: 'binary', compression: false });
+    const store = new LmdbShardStore(
+      dir,
+      opts,
+      env,
+      db('meta'),
+      db('series'),
+      db('postings'),
+      db('chunks'),
+      db('wal'),
+      db('head'),
+    );
+    try {
+      await store.recover();
+    } catch (err) {
+      await env.close();
+      throw err;
+    }
+    return store;
+  }
+
+  // ---------------------------------------------------------------- lifecycle & recovery
+
+  private async recover(): Promise<void> {
+    const fmt = this.metaDb.get(META_FORMAT);
+    if (fmt === undefined) {
+      this.env.transactionSync(() => this.metaDb.putSync(META_FORMAT, u32(STORE_FORMAT_VERSION)));
+    } else if (fmt.length !== 4 || fmt.readUInt32BE(0) !== STORE_FORMAT_VERSION) {
+      const v = fmt.length === 4 ? fmt.readUInt32BE(0) : -1;
+      throw new TidemarkError(
+        'FAILED_PRECONDITION',
+        'store_format_unsupported',
+        `shard store in ${this.dir} has format version ${v}; this build reads version ${STORE_FORMAT_VERSION}`,
+        { version: v, supported: STORE_FORMAT_VERSION },
+      );
+    }
+    const applied = this.metaDb.get(META_APPLIED);
+    this.applied = applied === undefined ? 0 : readU64(applied, 0);
+    const ckpt = this.metaDb.get(META_CHECKPOINT);
+    if (ckpt !== undefined) {
+      if (ckpt.length !== 20)
+        throw dataCorruption('checkpoint_invalid', 'checkpoint record has the wrong length');
+      this.ckptIndex = readU64(ckpt, 0);
+      this.ckptSeq = ckpt.readUInt32BE(8);
+      this.cutoff = ckpt.readDoubleBE(12);
+    }
+    // 1. The checkpointed head.
+    for (const { key, value } of this.headDb.getRange({}) as Iterable<Loaded>)
+      this.loadHeadRecord(key, value);
+    // 2. Redo the write-ahead records after the checkpoint, in one transaction.
+    const records: Loaded[] = [
+      ...(this.walDb.getRange({ start: walKey(this.ckptIndex, this.ckptSeq + 1) }) as Iterable<Loaded>),
+    ];
+    let index = this.ckptIndex;
+    let seq = this.ckptSeq;
+    if (records.length > 0) {
+      this.env.transactionSync(() => {
+        for (const { key, value } of records) {
+          ({ index, seq } = parseWalKey(key));
+          this.redo(decodeWalRecord(value));
+        }
+      });
+    }
+    if (index > this.applied) {
+      throw dataCorruption(
+        'wal_ahead_of_index',
+        `write-ahead record ${index} is past the applied index ${this.applied}`,
+      );
+    }
+    this.walSeq = index === this.applied ? seq : 0;
+    if (records.length > 0) {
+      this.checkpointSync();
+      await this.durable();
+    }
+    this.durableIndex = this.applied;
+  }
+
+  private loadHeadRecord(key: Buffer, value: Buffer): void {
+    if (key.length !== SERIES_ID_BYTES || value.length < 29 || value[0] !== HEAD_RECORD_VERSION) {
+      throw dataCorruption('head_record_invalid', 'head checkpoint record is malformed');
+    }
+    const maxT = value.readDoubleBE(1);
+    const sealedMaxT = value.readDoubleBE(9);
+    const keyLen = value.readUInt32BE(17);
+    if (21 + keyLen + 4 > value.length) throw dataCorruption('head_record_invalid', 'head record truncated');
+    const ckey = new Uint8Array(value.subarray(21, 21 + keyLen));
+    const chunkLen = value.readUInt32BE(21 + keyLen);
+    if (25 + keyLen + chunkLen !== value.length)
+      throw dataCorruption('head_record_invalid', 'head record length');
+    const id = new Uint8Array(key);
+    const st = new SeriesState(id, seriesIdHex(id), ckey, parseCanonicalKey(ckey));
+    st.maxT = maxT;
+    st.sealedMaxT = sealedMaxT;
+    st.alive = true;
+    if (chunkLen > 0) {
+      const d = decodeChunk(value.subarray(25 + keyLen));
+      st.head.load(d.ts, d.vals, d.count);
+    }
+    this.byHex.set(st.hex, st);
+  }
+
+  private headRecord(st: SeriesState): Buffer {
+    const h = st.head;
+    const chunk = h.count > 0 ? encodeChunk(h.ts, h.vals, h.count) : EMPTY;
+    const b = Buffer.allocUnsafe(25 + st.key.length + chunk.length);
+    b[0] = HEAD_RECORD_VERSION;
+    b.writeDoubleBE(st.maxT, 1);
+    b.writeDoubleBE(st.sealedMaxT, 9);
+    b.writeUInt32BE(st.key.length, 17);
+    b.set(st.key, 21);
+    b.writeUInt32BE(chunk.length, 21 + st.key.length);
+    b.set(chunk, 25 + st.key.length);
+    return b;
+  }
+
+  private redo(rec: ReturnType<typeof decodeWalRecord>): void {
+    if (rec.type === WAL_BATCH) this.redoBatch(rec);
+    else if (rec.type === WAL_DELETE) {
+      for (let i = 0; i < rec.ids.length; i++) {
+        const st = this.byHex.get(seriesIdHex(rec.ids[i]!));
+        if (st === undefined)
+          throw dataCorruption('wal_unknown_series', 'delete record names an unknown series');
+        this.deleteRange(st, rec.minT, rec.maxT);
+        if (rec.removed[i]) this.removeSeries(st);
+      }
+    } else {
+      this.retain(rec.cutoff);
+      for (const id of rec.removed) {
+        const st = this.byHex.get(seriesIdHex(id));
+        if (st !== undefined) this.removeSeries(st);
+      }
+    }
+  }
+
+  private redoBatch(rec: WalBatch): void {
+    const states: (SeriesState | null)[] = rec.series.map((e) => this.redoSeries(e));
+    for (let i = 0; i < rec.count; i++) this.insertSample(states[rec.refs[i]!]!, rec.ts[i]!, rec.vals[i]!);
+    this.flushMerges();
+  }
+
+  private redoSeries(e: WalSeriesEntry): SeriesState | null {
+    if (e.flag === SERIES_UNUSED) return null;
+    const hex = seriesIdHex(e.id!);
+    const st = this.byHex.get(hex);
+    if (st !== undefined) return st;
+    if (e.flag !== SERIES_NEW)
+      throw dataCorruption('wal_unknown_series', 'batch record names an unknown series');
+    const created = new SeriesState(e.id!, hex, e.key!, parseCanonicalKey(e.key!));
+    this.register(created);
+    return created;
+  }
+
+  private check(): void {
+    if (this.isClosed) throw closed('shard store');
+    if (this.failed !== null) throw this.failed;
+  }
+
+  /**
+   * Runs fn inside the current write group, opening one if needed. A group is one LMDB write
+   * transaction (transactionSync with a pending promise) that stays open until the end of the current
+   * event-loop turn (setImmediate), so every operation issued in the same turn shares one commit and
+   * one flush (group commit). Reads on this thread use the open transaction, so they always agree with
+   * the in-memory head. If fn throws, the store is poisoned (memory may be ahead of the database) and
+   * the whole group is aborted: the database stays at the previous commit, and reopening recovers.
+   */
+  private txn(fn: () => void): void {
+    if (this.failed !== null) throw this.failed;
+    if (this.group === null) this.openGroup();
+    try {
+      fn();
+    } catch (err) {
+      this.failed = isTidemarkError(err)
+        ? err
+        : new TidemarkError(
+            'INTERNAL',
+            'store_failed',
+            `shard store failed; reopen to recover: ${String(err)}`,
+            {},
+            err,
+          );
+      this.group!.aborted = true;
+      throw this.failed;
+    }
+  }
+
+  private openGroup(): void {
+    let end!: (v: unknown) => void;
+    const pending = new Promise<unknown>((resolve) => {
+      end = resolve;
+    });
+    const g: WriteGroup = { aborted: false, lastIndex: 0, done: Promise.resolve() };
+    // Registered before lmdb-js's own continuation (which commits), so no operation can join the group
+    // between "closed" and "committed".
+    void pending.then(() => {
+      if (this.group === g) this.group = null;
+      g.lastIndex = this.applied;
+    });
+    const committed = this.env.transactionSync(() => pending) as unknown as Promise<unknown>;
+    g.done = Promise.resolve(committed).then(async () => {
+      if (g.aborted) throw this.failed;
+      await this.env.flushed;
+      if (g.lastIndex > this.durableIndex) this.durableIndex = g.lastIndex;
+    });
+    g.done.catch(() => {});
+    this.group = g;
+    setImmediate(() => end(g.aborted ? ABORT : true));
+  }
+
+  /** Resolves when everything written so far is committed and flushed. */
+  private async durable(): Promise<void> {
+    if (this.group !== null) await this.group.done;
+    else await this.env.flushed;
+  }
+
+  /** The last entry whose effects are durable (entries still in an open write group are not counted). */
+  appliedIndex(): number {
+    this.check();
+    return this.durableIndex;
+  }
+
+  // ---------------------------------------------------------------- write path
+
+  async applyBatch(
+    index: number,
+    batch: SampleBatch,
+    meta?: Record<string, Uint8Array>,
+  ): Promise<ApplyResult> {
+    this.check();
+    checkIndex(index);
+    checkBatch(batch);
+    checkMeta(meta);
+    if (index <= this.applied) return { accepted: 0, rejected: [], duplicate: true };
+    const result = this.applyBatchSync(index, batch, meta);
+    this.maybeCheckpoint();
+    await this.durable();
+    return result;
+  }
+
+  async append(batch: SampleBatch, meta?: Record<string, Uint8Array>): Promise<ApplyResult> {
+    this.check();
+    return this.applyBatch(this.applied + 1, batch, meta);
+  }
+
+  /** Resolves batch.series[j] to a state (not yet registered when new), or null when invalid. */
+  private resolveSeries(s: Series, pending: Map<string, SeriesState>): SeriesState | null {
+    const cached = this.byObj.get(s);
+    if (cached?.alive) return cached;
+    const key = canonicalKeyOrNull(s);
+    if (key === null) return null;
+    const id = seriesIdOfKey(key);
+    const hex = seriesIdHex(id);
+    const existing = this.byHex.get(hex);
+    if (existing !== undefined) {
+      this.byObj.set(s, existing);
+      return existing;
+    }
+    let st = pending.get(hex);
+    if (st === undefined) {
+      st = new SeriesState(id, hex, key, { metric: s.metric, tags: { ...s.tags } });
+      pending.set(hex, st);
+    }
+    return st;
+  }
+
+  private applyBatchSync(index: number, batch: SampleBatch, meta?: Record<string, Uint8Array>): ApplyResult {
+    const epoch = ++this.epoch;
+    const nSeries = batch.series.length;
+    const pending = new Map<string, SeriesState>();
+    const states: (SeriesState | null)[] = new Array(nSeries);
+    for (let j = 0; j < nSeries; j++) states[j] = this.resolveSeries(batch.series[j]!, pending);
+    const n = batch.length;
+    const limit = Math.min(n, batch.seriesRef.length, batch.timestamps.length, batch.values.length);
+    if (this.accTs.length < limit) {
+      this.accTs = new Float64Array(limit);
+      this.accVals = new Float64Array(limit);
+      this.accRefs = new Uint32Array(limit);
+    }
+    const { accTs, accVals, accRefs } = this;
+    const refs = batch.seriesRef;
+    const tss = batch.timestamps;
+    const vals = batch.values;
+    const ooo = this.opts.oooWindowMs;
+    const cutoff = this.cutoff;
+    const rejected: RejectedSample[] = [];
+    const reject = (i: number, reason: RejectReason) => rejected.push({ index: i, reason });
+    let k = 0;
+    let minT = Number.POSITIVE_INFINITY;
+    let maxT = Number.NEGATIVE_INFINITY;
+    let walSeries: SeriesState[] = [];
+    this.txn(() => {
+      walSeries = [];
+      for (let i = 0; i < limit; i++) {
+        const ref = refs[i]!;
+        const st = ref < nSeries ? states[ref]! : null;
+        if (st === null) {
+          reject(i, 'invalid_series');
+          continue;
+        }
+        const t = tss[i]!;
+        if (!(t >= MIN_TIMESTAMP_MS && t <= MAX_TIMESTAMP_MS && Number.isInteger(t))) {
+          reject(i, 'invalid_timestamp');
+          continue;
+        }
+        if (t < cutoff) {
+          reject(i, 'out_of_retention');
+          continue;
+        }
+        if (t < st.maxT - ooo) {
+          reject(i, 'too_old');
+          continue;
+        }
+        if (st.epoch !== epoch) {
+          st.epoch = epoch;
+          st.slot = walSeries.length;
+          st.isNew = !st.alive;
+          walSeries.push(st);
+          if (!st.alive) this.register(st);
+        }
+        const v = vals[i]!;
+        this.insertSample(st, t, v);
+        accTs[k] = t;
+        accVals[k] = v;
+        accRefs[k] = st.slot;
+        k++;
+        if (t < minT) minT = t;
+        if (t > maxT) maxT = t;
+      }
+      for (let i = limit; i < n; i++) reject(i, 'invalid_sample');
+      this.flushMerges();
+      const entries: WalSeriesEntry[] = walSeries.map((st) =>
+        st.isNew
+          ? { flag: SERIES_NEW, id: st.id, key: st.key }
+          : { flag: SERIES_EXISTING, id: st.id, key: null },
+      );
+      const rec = this.wal.batch(entries, k, accTs, accVals, accRefs, minT, maxT);
+      this.walDb.putSync(walKey(index, 0), rec);
+      this.walBytesSince += rec.length;
+      this.walRecordsSince++;
+      this.setApplied(index, meta);
+    });
+    return { accepted: k, rejected, duplicate: false };
+  }
+
+  private setApplied(index: number, meta?: Record<string, Uint8Array>): void {
+    this.metaDb.putSync(META_APPLIED, u64(index));
+    if (meta !== undefined)
+      for (const [key, v] of Object.entries(meta)) this.metaDb.putSync(userMetaKey(key), Buffer.from(v));
+    this.applied = index;
+    this.walSeq = 0;
+  }
+
+  private markDirty(st: SeriesState): void {
+    if (!st.dirty) {
+      st.dirty = true;
+      this.dirty.push(st);
+    }
+  }
+
+  /** Adds a series to the index (series + postings) and to memory. Idempotent on disk. */
+  private register(st: SeriesState): void {
+    st.alive = true;
+    this.byHex.set(st.hex, st);
+    this.byObj.set(st.series, st);
+    this.markDirty(st);
+    this.index.add(st.id, st.key, st.series);
+  }
+
+  /** Drops a series entirely: chunks, index entries, memory. */
+  private removeSeries(st: SeriesState): void {
+    this.chunks.dropAll(st.id);
+    this.index.remove(st.id, st.series);
+    st.alive = false;
+    st.head.release();
+    this.byHex.delete(st.hex);
+    this.removed.set(st.hex, st.id);
+  }
+
+  /** Stores one accepted sample (the decision to accept was made already). */
+  private insertSample(st: SeriesState, t: number, v: number): void {
+    if (t > st.maxT) st.maxT = t;
+    if (!st.dirty) this.markDirty(st);
+    if (t > st.sealedMaxT) {
+      const h = st.head;
+      if (h.count > 0 && t > h.ts[h.count - 1]! && t - h.ts[0]! >= this.opts.sealSpanMs) this.seal(st);
+      h.insert(t, v);
+      if (h.count >= this.opts.sealSamples) this.seal(st);
+    } else {
+      // Older than the head: merged into the sealed chunks at the end of the operation.
+      this.mergeSt.push(st);
+      this.mergeT.push(t);
+      this.mergeV.push(v);
+    }
+  }
+
+  private seal(st: SeriesState): void {
+    const h = st.head;
+    if (h.count === 0) return;
+    this.chunks.seal(st.id, h.ts, h.vals, h.count);
+    st.sealedMaxT = h.ts[h.count - 1]!;
+    h.clear();
+  }
+
+  /** Applies the deferred merges into sealed chunks: per series, in timestamp order, later writes win. */
+  private flushMerges(): void {
+    const m = this.mergeSt.length;
+    if (m === 0) return;
+    const order = Array.from({ length: m }, (_, i) => i);
+    const sts = this.mergeSt;
+    const ts = this.mergeT;
+    order.sort((a, b) => {
+      const sa = sts[a]!.hex;
+      const sb = sts[b]!.hex;
+      if (sa !== sb) return sa < sb ? -1 : 1;
+      return ts[a]! - ts[b]! || a - b;
+    });
+    let i = 0;
+    while (i < m) {
+      const st = sts[order[i]!]!;
+      const mt: number[] = [];
+      const mv: number[] = [];
+      for (; i < m && sts[order[i]!] === st; i++) {
+        const t = ts[order[i]!]!;
+        const v = this.mergeV[order[i]!]!;
+        if (mt.length > 0 && mt[mt.length - 1] === t) mv[mv.length - 1] = v;
+        else {
+          mt.push(t);
+          mv.push(v);
+        }
+      }
+      this.chunks.merge(st.id, mt, mv);
+    }
+    this.mergeSt = [];
+    this.mergeT = [];
+    this.mergeV = [];
+  }
+
+  // ---------------------------------------------------------------- delete & retention
+
+  async applyDelete(
+    index: number,
+    request: DeleteRequest,
+    meta?: Record<string, Uint8Array>,
+  ): Promise<DeleteResult> {
+    this.check();
+    checkIndex(index);
+    checkMeta(meta);
+    const result: DeleteResult = { seriesAffected: 0, samplesDeleted: 0, seriesRemoved: 0, duplicate: false };
+    if (index <= this.applied) return { ...result, duplicate: true };
+    let sel: CompiledSelect | null = null;
+    try {
+      sel = compileSelect(request);
+    } catch (err) {
+      const e = err as TidemarkError;
+      result.error = { reason: e.reason, field: e.field ?? '', message: e.message };
+    }
+    const targets = sel === null ? [] : this.matching(sel);
+    this.txn(() => {
+      if (sel !== null) {
+        const removed: boolean[] = [];
+        for (const st of targets) {
+          const n = this.deleteRange(st, sel.minT, sel.maxT);
+          if (n > 0) {
+            result.seriesAffected++;
+            result.samplesDeleted += n;
+          }
+          const gone = !this.live(st);
+          removed.push(gone);
+          if (gone) {
+            result.seriesRemoved++;
+            this.removeSeries(st);
+          }
+        }
+        const rec = this.wal.delete(
+          sel.minT,
+          sel.maxT,
+          targets.map((st) => st.id),
+          removed,
+        );
+        this.walDb.putSync(walKey(index, 0), rec);
+        this.walBytesSince += rec.length;
+        this.walRecordsSince++;
+      }
+      this.setApplied(index, meta);
+    });
+    this.maybeCheckpoint();
+    await this.durable();
+    return result;
+  }
+
+  async deleteSeries(request: DeleteRequest): Promise<DeleteResult> {
+    this.check();
+    compileSelect(request);
+    return this.applyDelete(this.applied + 1, request);
+  }
+
+  /** Whether the series still has a sample at or above the retention cutoff. */
+  private live(st: SeriesState): boolean {
+    return st.head.count > 0 || this.chunks.maxT(st.id) >= this.cutoff;
+  }
+
+  /** Removes samples with lo <= t <= hi (head and chunks); returns how many live (>= cutoff) were removed. */
+  private deleteRange(st: SeriesState, lo: number, hi: number): number {
+    if (!st.dirty) this.markDirty(st);
+    return st.head.removeRange(lo, hi) + this.chunks.deleteRange(st.id, lo, hi, this.cutoff);
+  }
+
+  async applyRetention(nowMs: number): Promise<RetentionResult> {
+    this.check();
+    checkNow(nowMs);
+    const result: RetentionResult = { cutoff: this.cutoff, chunksDropped: 0, seriesRemoved: 0 };
+    if (this.opts.retentionMs === 0) return result;
+    const cutoff = Math.min(nowMs - this.opts.retentionMs, MAX_TIMESTAMP_MS + 1);
+    if (cutoff <= this.cutoff) return result;
+    this.txn(() => {
+      result.chunksDropped = this.retain(cutoff);
+      const removed: Uint8Array[] = [];
+      for (const st of [...this.byHex.values()]) {
+        if (!this.live(st)) {
+          removed.push(st.id);
+          this.removeSeries(st);
+        }
+      }
+      result.seriesRemoved = removed.length;
+      result.cutoff = cutoff;
+      const rec = this.wal.retention(cutoff, removed);
+      this.walDb.putSync(walKey(this.applied, ++this.walSeq), rec);
+      this.walBytesSince += rec.length;
+      this.walRecordsSince++;
+    });
+    this.maybeCheckpoint();
+    await this.durable();
+    return result;
+  }
+
+  /** Raises the cutoff, trims heads and drops chunks wholly below it; returns chunks dropped. */
+  private retain(cutoff: number): number {
+    this.cutoff = cutoff;
+    let dropped = 0;
+    for (const st of this.byHex.values()) {
+      if (st.head.count > 0 && st.head.ts[0]! < cutoff) {
+        st.head.removeRange(Number.NEGATIVE_INFINITY, cutoff - 1);
+        this.markDirty(st);
+      }
+      dropped += this.chunks.dropExpired(st.id, cutoff);
+    }
+    return dropped;
+  }
+
+  // ---------------------------------------------------------------- checkpoint
+
+  private maybeCheckpoint(): void {
+    if (
+      this.walRecordsSince >= this.opts.checkpointRecords ||
+      this.walBytesSince >= this.opts.checkpointBytes
+    ) {
+      this.checkpointSync();
+    }
+  }
+
+  /** Persists the changed heads and the checkpoint position, and truncates the write-ahead records. */
+  private checkpointSync(): void {
+    this.txn(() => {
+      for (const id of this.removed.values()) this.headDb.removeSync(idKey(id));
+      for (const st of this.dirty) {
+        st.dirty = false;
+        if (st.alive) this.headDb.putSync(idKey(st.id), this.headRecord(st));
+      }
+      const c = Buffer.allocUnsafe(20);
+      writeU64(c, 0, this.applied);
+      c.writeUInt32BE(this.walSeq, 8);
+      c.writeDoubleBE(this.cutoff, 12);
+      this.metaDb.putSync(META_CHECKPOINT, c);
+      for (const key of [
+        ...(this.walDb.getKeys({ end: walKey(this.applied, this.walSeq + 1) }) as Iterable<Buffer>),
+      ]) {
+        this.walDb.removeSync(key);
+      }
+    });
+    this.removed.clear();
+    this.dirty.length = 0;
+    this.ckptIndex = this.applied;
+    this.ckptSeq = this.walSeq;
+    this.walRecordsSince = 0;
+    this.walBytesSince = 0;
+  }
+
+  async checkpoint(): Promise<void> {
+    this.check();
+    this.checkpointSync();
+    await this.durable();
+  }
+
+  async close(): Promise<void> {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    try {
+      if (this.group !== null) await this.group.done.catch(() => {});
+      if (this.failed === null) {
+        this.checkpointSync();
+        await this.durable();
+      }
+    } finally {
+      await this.env.close();
+    }
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  getMeta(key: string): Uint8Array | undefined {
+    this.check();
+    const v = this.metaDb.get(userMetaKey(key));
+    return v === undefined ? undefined : new Uint8Array(v);
+  }
+
+  /** Matching live series, sorted by id: postings candidates, then the metric and every matcher. */
+  private matching(sel: CompiledSelect): SeriesState[] {
+    const out: SeriesState[] = [];
+    for (const hex of this.index.candidates(sel)) {
+      const st = this.byHex.get(hex);
+      if (st !== undefined && st.series.metric === sel.metric && matchesAll(sel.matchers, st.series)) {
+        out.push(st);
+      }
+    }
+    return out;
+  }
+
+  select(request: SelectRequest): SeriesData[] {
+    this.check();
+    const sel = compileSelect(request);
+    const lo = Math.max(sel.minT, this.cutoff);
+    const hi = sel.maxT;
+    const out: SeriesData[] = [];
+    if (lo > hi) return out;
+    for (const st of this.matching(sel)) {
+      const { chunks, some } = this.chunks.collect(st.id, lo, hi);
+      const head = st.head;
+      const a = lowerBound(head.ts, 0, head.count, lo);
+      const b = upperBound(head.ts, a, head.count, hi);
+      if (!some && b === a) continue;
+      out.push(
+        new SnapshotSeries(st.id, st.series, chunks, head.ts.slice(a, b), head.vals.slice(a, b), lo, hi),
+      );
+    }
+    return out;
+  }
+
+  seriesCount(): number {
+    this.check();
+    return this.byHex.size;
+  }
+
+  metricNames(): string[] {
+    this.check();
+    return this.index.metricNames();
+  }
+
+  labelNames(): string[] {
+    this.check();
+    return this.index.labelNames();
+  }
+
+  labelValues(name: string): string[] {
+    this.check();
+    if (typeof name !== 'string' || name.length === 0) {
+      throw new TidemarkError(
+        'INVALID_ARGUMENT',
+        'label_name_invalid',
+        'label name must be a non-empty string',
+        {
+          field: 'name',
+        },
+      );
+    }
+    return this.index.labelValues(name);
+  }
+
+  stats(): StoreStats {
+    this.check();
+    const scan = this.chunks.scan();
+    let headSamples = 0;
+    for (const st of this.byHex.values()) headSamples += st.head.count;
+    let diskBytes = 0;
+    try {
+      diskBytes = statSync(join(this.dir, 'data.mdb')).size;
+    } catch {
+      diskBytes = 0;
+    }
+    let walRecords = 0;
+    for (const _ of this.walDb.getKeys({}) as Iterable<Buffer>) walRecords++;
+    return {
+      series: this.byHex.size,
+      chunks: scan.chunks,
+      chunkBytes: scan.bytes,
+      chunkSamples: scan.samples,
+      headSamples,
+      diskBytes,
+      walRecords,
+      appliedIndex: this.applied,
+      checkpointIndex: this.ckptIndex,
+      retentionCutoff: this.cutoff,
+    };
+  }
+}
+
+/** Opens (creating if needed) the LMDB shard store in `dir`: LmdbShardStore.open. */
+export function openShardStore(dir: string, options?: Partial<LmdbStoreOptions>): Promise<LmdbShardStore> {
+  return LmdbShardStore.open(dir, options);
+}

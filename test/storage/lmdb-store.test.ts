@@ -1,0 +1,162 @@
+import { copyFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { open } from 'lmdb';
+import { afterAll, describe, expect, it } from 'vitest';
+import { isTidemarkError, type TidemarkError } from '../../src/errors/index.js';
+import {
+  DEFAULT_STORE_OPTIONS,
+  LmdbShardStore,
+  resolveStoreOptions,
+  type ShardStore,
+} from '../../src/storage/index.js';
+import { batch, dump, tempDir } from './helpers.js';
+import { describeShardStore } from './store-suite.js';
+
+const dirs = new Map<ShardStore, string>();
+const cleanups: (() => void)[] = [];
+afterAll(() => {
+  for (const c of cleanups) c();
+});
+
+describeShardStore('LmdbShardStore', {
+  create: async (options) => {
+    const { dir, cleanup } = tempDir();
+    cleanups.push(cleanup);
+    const s = await LmdbShardStore.open(dir, options);
+    dirs.set(s, dir);
+    return s;
+  },
+  reopen: async (store, options) => {
+    const dir = dirs.get(store)!;
+    await store.close();
+    const s = await LmdbShardStore.open(dir, options);
+    dirs.set(s, dir);
+    return s;
+  },
+});
+
+describe('LmdbShardStore specifics', () => {
+  it('refuses an unknown format version with a clear error', async () => {
+    const { dir, cleanup } = tempDir();
+    cleanups.push(cleanup);
+    const s = await LmdbShardStore.open(dir);
+    await s.close();
+    const env = open({ path: dir, compression: false });
+    const meta = env.openDB({ name: 'meta', keyEncoding: 'binary', encoding: 'binary' });
+    const v = Buffer.alloc(4);
+    v.writeUInt32BE(99);
+    await meta.put(Buffer.from('format'), v);
+    await env.close();
+    const err = await LmdbShardStore.open(dir).catch((e: unknown) => e);
+    expect(isTidemarkError(err, 'FAILED_PRECONDITION')).toBe(true);
+    expect((err as TidemarkError).reason).toBe('store_format_unsupported');
+    expect((err as Error).message).toMatch(/format version 99/);
+  });
+
+  it('validates options once, naming the field', async () => {
+    const { dir, cleanup } = tempDir();
+    cleanups.push(cleanup);
+    for (const [opts, field] of [
+      [{ sealSamples: 0 }, 'options.sealSamples'],
+      [{ oooWindowMs: -1 }, 'options.oooWindowMs'],
+      [{ retentionMs: 1.5 }, 'options.retentionMs'],
+      [{ nope: 1 }, 'options.nope'],
+    ] as const) {
+      const err = await LmdbShardStore.open(dir, opts as never).catch((e: unknown) => e);
+      expect(isTidemarkError(err, 'INVALID_ARGUMENT')).toBe(true);
+      expect((err as TidemarkError).field).toBe(field);
+    }
+    expect(resolveStoreOptions({})).toEqual(DEFAULT_STORE_OPTIONS);
+  });
+
+  it('a corrupt chunk fails the operation with DATA_CORRUPTION, poisons the store, and reopen recovers', async () => {
+    const { dir, cleanup } = tempDir();
+    cleanups.push(cleanup);
+    const opts = { sealSamples: 4 };
+    const cpu = { metric: 'cpu', tags: { host: 'a' } };
+    let s = await LmdbShardStore.open(dir, opts);
+    await s.append(batch([1, 2, 3, 4, 5, 6].map((t) => [cpu, t * 10, t] as const)));
+    await s.close();
+    const env = open({ path: dir, compression: false });
+    const chunks = env.openDB({ name: 'chunks', keyEncoding: 'binary', encoding: 'binary' });
+    const [first] = [...chunks.getRange({})];
+    const bad = Buffer.from(first!.value as Buffer);
+    bad[bad.length - 1]! ^= 0xff;
+    await chunks.put(first!.key, bad);
+    await env.close();
+    s = await LmdbShardStore.open(dir, opts);
+    // reads report the corruption through the iterator
+    const [sd] = s.select({ metric: 'cpu' });
+    const it = sd!.iterator();
+    while (it.next()) {}
+    expect(isTidemarkError(it.err(), 'DATA_CORRUPTION')).toBe(true);
+    // a write that must merge into the corrupt chunk fails; the store refuses further work
+    const err = await s.append(batch([[cpu, 15, 1]])).catch((e: unknown) => e);
+    expect(isTidemarkError(err, 'DATA_CORRUPTION')).toBe(true);
+    expect(() => s.select({ metric: 'cpu' })).toThrow();
+    await s.close();
+    s = await LmdbShardStore.open(dir, opts);
+    expect(s.appliedIndex()).toBe(1);
+    expect(s.select({ metric: 'cpu', minT: 50 })[0]!.toArrays().count).toBe(2);
+    await s.close();
+  });
+});
+
+describe('LmdbShardStore recovery (crash images)', () => {
+  /** Opens a copy of the data file as it is now: what a crash at this point would leave. */
+  async function crashImage(dir: string, opts: Parameters<typeof LmdbShardStore.open>[1]) {
+    const copy = tempDir('tidemark-crash-image-');
+    cleanups.push(copy.cleanup);
+    copyFileSync(join(dir, 'data.mdb'), join(copy.dir, 'data.mdb'));
+    return LmdbShardStore.open(copy.dir, opts);
+  }
+  const cpu = { metric: 'cpu', tags: { host: 'a' } };
+
+  it('redoes a seal whose chunk was later split by a large out-of-order merge', async () => {
+    const { dir, cleanup } = tempDir();
+    cleanups.push(cleanup);
+    const opts = { sealSamples: 2, checkpointRecords: 1000, oooWindowMs: 10_000 };
+    const s = await LmdbShardStore.open(dir, opts);
+    await s.append(
+      batch([
+        [cpu, 100, 1],
+        [cpu, 200, 2],
+      ]),
+    ); // seals chunk 100: [100, 200]
+    await s.append(batch([[cpu, 300, 3]]));
+    // 5 samples into chunk 100 -> 7 > 2 × sealSamples: split into chunks 100, 120, 140, 200
+    await s.append(batch([110, 120, 130, 140, 150].map((t) => [cpu, t, t] as const)));
+    expect(s.stats().chunks).toBeGreaterThan(2);
+    const expected = dump(s, { metric: 'cpu' });
+    expect(expected[0]!.ts).toEqual([100, 110, 120, 130, 140, 150, 200, 300]);
+    const r = await crashImage(dir, opts);
+    expect(dump(r, { metric: 'cpu' })).toEqual(expected);
+    await r.close();
+    await s.close();
+  });
+
+  it('redoes deletes, retention and series removal and re-creation', async () => {
+    const { dir, cleanup } = tempDir();
+    cleanups.push(cleanup);
+    const opts = { sealSamples: 3, checkpointRecords: 1000, retentionMs: 1000, oooWindowMs: 10_000 };
+    const s = await LmdbShardStore.open(dir, opts);
+    await s.append(batch([1, 2, 3, 4, 5, 6, 7].map((t) => [cpu, t * 100, t] as const)));
+    await s.applyRetention(1450); // cutoff 450
+    await s.deleteSeries({ metric: 'cpu', minT: 600, maxT: 650 });
+    await s.deleteSeries({ metric: 'cpu' }); // removes the series
+    await s.append(
+      batch([
+        [cpu, 500, 9],
+        [cpu, 900, 10],
+      ]),
+    ); // a new incarnation
+    const expected = dump(s, { metric: 'cpu' });
+    expect(expected).toEqual([{ series: 'cpu{host=a}', ts: [500, 900], vals: [9, 10] }]);
+    const r = await crashImage(dir, opts);
+    expect(dump(r, { metric: 'cpu' })).toEqual(expected);
+    expect(r.appliedIndex()).toBe(s.appliedIndex());
+    expect(r.stats().retentionCutoff).toBe(450);
+    await r.close();
+    await s.close();
+  });
+});
