@@ -6,7 +6,7 @@
 
 export type NodeId = string;
 
-export const enum EntryType {
+export enum EntryType {
   Normal = 0,
   ConfChange = 1,
 }
@@ -43,7 +43,7 @@ export interface Snapshot {
   data: Uint8Array;
 }
 
-export const enum ConfChangeType {
+export enum ConfChangeType {
   AddVoter = 0,
   RemoveNode = 1,
   AddLearner = 2,
@@ -54,7 +54,7 @@ export interface ConfChange {
   node: NodeId;
 }
 
-export const enum MessageType {
+export enum MessageType {
   Vote = 'Vote',
   VoteResp = 'VoteResp',
   PreVote = 'PreVote',
@@ -98,7 +98,7 @@ export interface ReadState {
   context: Uint8Array;
 }
 
-export const enum StateRole {
+export enum StateRole {
   Follower = 'follower',
   PreCandidate = 'pre-candidate',
   Candidate = 'candidate',
