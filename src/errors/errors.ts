@@ -80,6 +80,15 @@ export function notLeader(
   );
 }
 
+/**
+ * The request may or may not have taken effect (e.g. a proposal was in the log when its leader lost
+ * leadership). Writes are idempotent (last write wins per series and timestamp), so a retry is safe;
+ * checkers must treat the operation as indeterminate, not failed.
+ */
+export function outcomeUnknown(message: string, details: ErrorDetails = {}): TidemarkError {
+  return new TidemarkError('UNAVAILABLE', 'outcome_unknown', message, details);
+}
+
 export function closed(what: string): TidemarkError {
   return new TidemarkError('CLOSED', 'closed', `${what} is closed`);
 }

@@ -19,6 +19,7 @@ import {
   invalidArgument,
   isTidemarkError,
   notLeader,
+  outcomeUnknown,
   resourceExhausted,
   TidemarkError,
 } from '../errors/errors.js';
@@ -707,7 +708,7 @@ export class RaftDriver {
       for (const [index, p] of this.byIndex) {
         if (index > this.applied) break;
         this.byIndex.delete(index);
-        this.finish(p, undefined, notLeader(this.leaderHint(), 'proposal superseded by a snapshot'));
+        this.finish(p, undefined, this.unknownOutcome('proposal was overtaken by a snapshot'));
       }
     }
     for (const e of rd.committedEntries) await this.applyEntry(core, e);
@@ -718,11 +719,16 @@ export class RaftDriver {
     this.serveReads();
 
     if (this.soft.role !== StateRole.Leader && this.byIndex.size > 0) {
-      // Leadership lost: whatever is still pending will not be committed by us.
-      const err = notLeader(this.leaderHint(), 'leadership lost before the proposal committed');
+      // Leadership lost: pending entries are in the log and may still be committed by the next leader.
+      const err = this.unknownOutcome('leadership was lost before the proposal committed');
       for (const p of this.byIndex.values()) this.finish(p, undefined, err);
       this.byIndex.clear();
     }
+  }
+
+  private unknownOutcome(message: string): TidemarkError {
+    const leaderHint = this.leaderHint();
+    return outcomeUnknown(message, leaderHint === undefined ? {} : { leaderHint });
   }
 
   private leaderHint(): NodeId | undefined {

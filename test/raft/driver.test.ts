@@ -97,13 +97,15 @@ describe('RaftDriver', () => {
     expect(leader.driver.status().pendingProposals).toBe(0);
   });
 
-  it('rejects pending proposals with NOT_LEADER when leadership is lost', async () => {
+  it('reports pending proposals as outcome-unknown when leadership is lost', async () => {
     cluster = await new TestCluster().start();
     const leader = await cluster.waitLeader();
     // Cut the leader off: its proposals cannot commit, and check-quorum makes it step down.
     cluster.network.isolate(leader.id);
     const err = await rejection(leader.driver.propose(enc.encode('doomed')));
-    expect(err.code).toBe('NOT_LEADER');
+    // The entry was in the leader's log: it is not known to have failed, only to be unconfirmed.
+    expect(err.code).toBe('UNAVAILABLE');
+    expect(err.reason).toBe('outcome_unknown');
     cluster.network.heal();
     const next = await cluster.waitLeader();
     await next.driver.propose(enc.encode('fine'));
@@ -145,7 +147,11 @@ describe('RaftDriver', () => {
   });
 
   it('compacts the log and catches a lagging follower up with a snapshot', async () => {
-    cluster = await new TestCluster({ driver: { compactThreshold: 50 } }).start();
+    // Small chunks: the image crosses the network as a multi-chunk stream.
+    cluster = await new TestCluster({
+      driver: { compactThreshold: 50 },
+      network: { snapshotChunkBytes: 256 },
+    }).start();
     const leader = await cluster.waitLeader();
     const lagging = cluster.running().find((m) => m !== leader)!;
     await cluster.stopNode(lagging.id);
@@ -160,6 +166,8 @@ describe('RaftDriver', () => {
     await waitFor(() => back.sm.log.length === 240, 10_000, 'the lagging follower to catch up');
     expect(back.sm.restores).toBeGreaterThan(0);
     expect(back.sm.log).toEqual(leader.sm.log);
+    expect(cluster.network.stats.snapshotsAssembled).toBeGreaterThan(0);
+    expect(cluster.network.stats.snapshotChunks).toBeGreaterThan(cluster.network.stats.snapshotsAssembled);
   });
 
   it('restarts a whole LMDB cluster: the log survives and is re-applied', async () => {

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatSeries, type Series } from '../../src/model/index.js';
 import type { SampleBatch, SelectRequest, ShardStore } from '../../src/storage/index.js';
+import { Rng } from '../../src/util/random.js';
 
 export function series(metric: string, tags: Record<string, string> = {}): Series {
   return { metric, tags };
@@ -59,14 +60,7 @@ export function tempDir(prefix = 'tidemark-store-'): { dir: string; cleanup: () 
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-/** mulberry32: a small seeded PRNG. */
+/** A seeded uniform [0, 1) source. */
 export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return new Rng(seed).fn();
 }
