@@ -3,8 +3,8 @@ import fc from 'fast-check';
 import { MAX_TIMESTAMP } from '../../src/chunk/index.js';
 import { Rng } from '../../src/util/random.js';
 
-/** Base seed for every property/fuzz test; override with CHUNK_SEED=<n> to reproduce or explore. */
-export const SEED = Number(process.env.CHUNK_SEED ?? 20261121);
+/** Base seed for every property/fuzz test; override with TIDEMARK_SEED=<n> to reproduce or explore. */
+export const SEED = Number(process.env.TIDEMARK_SEED ?? 20261121);
 
 export function fcParams(numRuns: number): fc.Parameters<unknown> {
   return { seed: SEED, numRuns, verbose: 1 };

@@ -14,7 +14,7 @@ import {
   shardOf,
 } from '../../src/model/index.js';
 
-const SEED = Number(process.env.TEST_SEED ?? 0x5eed);
+const SEED = Number(process.env.TIDEMARK_SEED ?? 0x5eed);
 
 function invalid(fn: () => unknown): TidemarkError {
   try {

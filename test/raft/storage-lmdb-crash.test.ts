@@ -19,7 +19,7 @@ const tsx = createRequire(import.meta.url).resolve('tsx');
 const root = mkdtempSync(join(tmpdir(), 'tidemark-raft-crash-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-const baseSeed = Number(process.env.TIDEMARK_CRASH_SEED ?? Math.floor(Math.random() * 2 ** 31));
+const baseSeed = Number(process.env.TIDEMARK_SEED ?? Math.floor(Math.random() * 2 ** 31));
 
 interface ChildRun {
   lines: string[];
@@ -86,7 +86,7 @@ describe('LmdbLogStorage survives kill -9', () => {
   for (let round = 0; round < rounds; round++) {
     it(`round ${round}`, async () => {
       const seed = (baseSeed + round * 7919) >>> 0;
-      const ctx = `seed ${seed} (rerun with TIDEMARK_CRASH_SEED=${baseSeed})`;
+      const ctx = `seed ${seed} (rerun with TIDEMARK_SEED=${baseSeed})`;
       const killAfterMs = 20 + Math.floor(prng(seed)() * 600);
       const path = join(root, `r${round}`);
       const run = await runChild(path, seed, killAfterMs);
