@@ -764,6 +764,17 @@ export class LmdbShardStore implements ShardStore {
     await this.durable();
   }
 
+  /**
+   * Writes a consistent, compacted copy of the environment (LMDB's mdb_env_copy2 with MDB_CP_COMPACT, run
+   * on a worker thread under one read transaction: writers are not blocked) as `data.mdb` in `dir`, which
+   * must exist and hold no data.mdb. The copy reflects one committed write group: opening it as a store
+   * recovers the state as of the applied index it records. Used for Raft snapshots (src/storage/snapshot.ts).
+   */
+  async backup(dir: string): Promise<void> {
+    this.check();
+    await this.env.backup(dir, true);
+  }
+
   async close(): Promise<void> {
     if (this.isClosed) return;
     this.isClosed = true;

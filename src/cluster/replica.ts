@@ -1,0 +1,362 @@
+/**
+ * A shard replica: one member of a shard's Raft group with the shard store as its state machine.
+ *
+ *   <dataDir>/shard-<id>/raft     LmdbLogStorage (the Raft log and hard state)
+ *   <dataDir>/shard-<id>/store    LmdbShardStore (the state machine; applied index inside)
+ *   <dataDir>/shard-<id>/store-incoming, store-old   only during a snapshot install (docs/snapshots.md)
+ *   <dataDir>/shard-<id>/images   temporary images this node serves to followers
+ *
+ * Writes are Raft proposals (resolved after commit + local apply: read-your-writes on the leader);
+ * reads are linearizable (ReadIndex, then the local store once applied >= the read index) unless `stale`.
+ * The log is compacted by the driver up to the store's durable applied index (never beyond it); the
+ * Raft snapshot is a descriptor and images stream on demand (./store-snapshot.ts).
+ */
+import { mkdirSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { isTidemarkError, TidemarkError } from '../errors/index.js';
+import { type DriverOptions, type DriverStatus, RaftDriver } from '../raft/driver.js';
+import { LmdbLogStorage } from '../raft/storage-lmdb.js';
+import type { Transport } from '../raft/transport.js';
+import type { NodeId, StateRole } from '../raft/types.js';
+import { LmdbShardStore, type LmdbStoreOptions } from '../storage/lmdb-store.js';
+import {
+  type InstallFaultHook,
+  recoverStoreSwap,
+  STORE_DIR,
+  type SwapRecovery,
+} from '../storage/snapshot.js';
+import type {
+  ApplyResult,
+  DeleteRequest,
+  DeleteResult,
+  SampleBatch,
+  SelectRequest,
+  SeriesData,
+} from '../storage/store.js';
+import { type EntryCodec, localEntryCodec } from './entry.js';
+import { ShardStateMachine, type SnapshotPeers, type SnapshotSource } from './store-snapshot.js';
+
+/** Where a replica announces its image server (MemorySnapshotNetwork implements it). */
+export interface SnapshotRegistry {
+  register(node: NodeId, shard: number, source: SnapshotSource): void;
+  unregister(node: NodeId, shard: number, source?: SnapshotSource): void;
+}
+
+/** Driver settings a replica passes through. */
+export type ReplicaDriverOptions = Partial<
+  Pick<
+    DriverOptions,
+    | 'tickMs'
+    | 'electionTick'
+    | 'heartbeatTick'
+    | 'preVote'
+    | 'checkQuorum'
+    | 'maxSizePerMsg'
+    | 'maxInflightMsgs'
+    | 'maxUncommittedEntriesSize'
+    | 'maxCommittedSizePerReady'
+    | 'random'
+    | 'timers'
+    | 'maxPendingProposals'
+    | 'retryAfterMs'
+    | 'proposalTimeoutMs'
+    | 'readTimeoutMs'
+    | 'compactThreshold'
+  >
+>;
+
+export interface ShardReplicaOptions {
+  shard: number;
+  nodeId: NodeId;
+  dataDir: string;
+  transport: Transport;
+  /** Finds peers' image servers (snapshot install). */
+  snapshotPeers: SnapshotPeers;
+  /** If given, the replica registers its own image server there (and unregisters on close). */
+  snapshotRegistry?: SnapshotRegistry;
+  /**
+   * Founding voters of the group: the configuration of a brand-new (empty) log. Ignored once the log has
+   * state. A replica joining an existing group later omits it (it learns the configuration from the log or
+   * a snapshot).
+   */
+  voters?: NodeId[];
+  storeOptions?: Partial<LmdbStoreOptions>;
+  driver?: ReplicaDriverOptions;
+  /** Store checkpoint period in ms (default 30,000; 0 disables). */
+  checkpointIntervalMs?: number;
+  /** Entry payload codec (default: the interim local codec, ./entry.ts). */
+  codec?: EntryCodec;
+  /** Chunk bound of images this replica serves (default 1 MiB). */
+  snapshotChunkBytes?: number;
+  /** How long a snapshot install keeps trying peers (default 60 s). */
+  restoreTimeoutMs?: number;
+  /** Crash injection during a snapshot install (tests). */
+  installFaults?: InstallFaultHook;
+  /** Called if the replica's driver stops on an unrecoverable error. */
+  onFatal?: (err: unknown) => void;
+}
+
+export interface WriteOptions {
+  /** Absolute deadline (Date.now() ms): past it the call rejects DEADLINE_EXCEEDED (outcome unknown). */
+  deadline?: number;
+  /** Replicated meta recorded atomically with the batch (e.g. kafkaMeta(partition, offset)). */
+  meta?: Record<string, Uint8Array>;
+}
+
+export interface ReadOptions {
+  /** Skip ReadIndex: read this replica's applied state (may miss acknowledged writes). */
+  stale?: boolean;
+  deadline?: number;
+}
+
+export interface ReplicaStatus {
+  shard: number;
+  nodeId: NodeId;
+  role: StateRole;
+  term: number;
+  leader: NodeId | '';
+  commit: number;
+  /** What the driver has applied (visible to reads). */
+  applied: number;
+  /** The store's durable applied index (what survives a crash; the compaction bound). */
+  durableApplied: number;
+  firstIndex: number;
+  lastIndex: number;
+  installingSnapshot: boolean;
+  /** What recoverStoreSwap found at open. */
+  recovery: SwapRecovery;
+  raft: DriverStatus;
+}
+
+function shardDirOf(dataDir: string, shard: number): string {
+  return join(dataDir, `shard-${shard}`);
+}
+
+export class ShardReplica {
+  private checkpointTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+  private readonly codec: EntryCodec;
+
+  private constructor(
+    readonly shard: number,
+    readonly nodeId: NodeId,
+    readonly dir: string,
+    private readonly opts: ShardReplicaOptions,
+    private readonly log: LmdbLogStorage,
+    /** The state machine (and this node's image server for the shard). */
+    readonly stateMachine: ShardStateMachine,
+    readonly driver: RaftDriver,
+    private readonly recovery: SwapRecovery,
+  ) {
+    this.codec = opts.codec ?? localEntryCodec;
+  }
+
+  /** Opens (creating if needed) the replica's directories, repairs an interrupted install, starts Raft. */
+  static async open(opts: ShardReplicaOptions): Promise<ShardReplica> {
+    const dir = shardDirOf(opts.dataDir, opts.shard);
+    mkdirSync(dir, { recursive: true });
+    const recovery = await recoverStoreSwap(dir);
+    await rm(join(dir, 'images'), { recursive: true, force: true });
+    const log = await LmdbLogStorage.open({
+      path: join(dir, 'raft'),
+      ...(opts.voters ? { conf: { voters: [...opts.voters], learners: [] } } : {}),
+    });
+    let store: LmdbShardStore;
+    try {
+      store = await LmdbShardStore.open(join(dir, STORE_DIR), opts.storeOptions);
+    } catch (err) {
+      await log.close();
+      throw err;
+    }
+    let driver: RaftDriver | undefined;
+    const sm = new ShardStateMachine({
+      shard: opts.shard,
+      nodeId: opts.nodeId,
+      shardDir: dir,
+      store,
+      ...(opts.storeOptions ? { storeOptions: opts.storeOptions } : {}),
+      codec: opts.codec ?? localEntryCodec,
+      peers: opts.snapshotPeers,
+      members: () => {
+        const c = driver?.status().conf ?? log.initialState().conf;
+        return [...c.voters, ...c.learners];
+      },
+      termOf: (i) => log.term(i),
+      ...(opts.snapshotChunkBytes ? { chunkBytes: opts.snapshotChunkBytes } : {}),
+      ...(opts.restoreTimeoutMs ? { restoreTimeoutMs: opts.restoreTimeoutMs } : {}),
+      ...(opts.installFaults ? { installFaults: opts.installFaults } : {}),
+    });
+    // A store can be ahead of the log only after a snapshot install whose image was newer than the Raft
+    // snapshot (images are taken on demand). Report at most what the log knows is committed, so the
+    // driver rebuilds the membership from the log and re-delivers the rest (duplicates by index: no-ops).
+    const init = log.initialState();
+    const ceiling = Math.max(init.hardState.commit, log.snapshotMeta().index);
+    sm.ceiling = ceiling;
+    driver = new RaftDriver({
+      id: opts.nodeId,
+      storage: log,
+      transport: opts.transport,
+      stateMachine: sm,
+      ...opts.driver,
+      pipelineApply: true,
+      ...(opts.onFatal ? { onFatal: opts.onFatal } : {}),
+    });
+    try {
+      await driver.start();
+    } catch (err) {
+      await driver.stop().catch(() => {});
+      await sm.close().catch(() => {});
+      await log.close().catch(() => {});
+      throw err;
+    }
+    sm.ceiling = Number.POSITIVE_INFINITY;
+    const replica = new ShardReplica(opts.shard, opts.nodeId, dir, opts, log, sm, driver, recovery);
+    opts.snapshotRegistry?.register(opts.nodeId, opts.shard, sm);
+    const every = opts.checkpointIntervalMs ?? 30_000;
+    if (every > 0) {
+      replica.checkpointTimer = setInterval(() => void replica.checkpoint().catch(() => {}), every);
+      replica.checkpointTimer.unref();
+    }
+    return replica;
+  }
+
+  /** The live store (reads outside the replica API: stats, tests). Throws UNAVAILABLE during an install. */
+  get store(): LmdbShardStore {
+    return this.stateMachine.store;
+  }
+
+  /**
+   * Proposes a batch. Resolves with the store's ApplyResult once committed and applied here. Errors:
+   * NOT_LEADER (details.leaderHint), RESOURCE_EXHAUSTED (details.retryAfterMs; the bounded proposal
+   * queue is full), UNAVAILABLE outcome_unknown, DEADLINE_EXCEEDED (outcome unknown), CLOSED.
+   */
+  write(batch: SampleBatch, options: WriteOptions = {}): Promise<ApplyResult> {
+    const data = this.codec.encode(
+      options.meta ? { kind: 'batch', batch, meta: options.meta } : { kind: 'batch', batch },
+    );
+    return this.withDeadline(this.driver.propose(data), options.deadline, 'write') as Promise<ApplyResult>;
+  }
+
+  /** Proposes a delete (same semantics as write). */
+  delete(request: DeleteRequest, options: WriteOptions = {}): Promise<DeleteResult> {
+    const data = this.codec.encode(
+      options.meta ? { kind: 'delete', request, meta: options.meta } : { kind: 'delete', request },
+    );
+    return this.withDeadline(this.driver.propose(data), options.deadline, 'delete') as Promise<DeleteResult>;
+  }
+
+  /**
+   * Selects from this replica. Linearizable by default: ReadIndex through the leader (works on followers),
+   * then waits until applied >= the read index; `stale` reads the local state directly.
+   */
+  async read(request: SelectRequest, options: ReadOptions = {}): Promise<SeriesData[]> {
+    if (this.closed) throw new TidemarkError('CLOSED', 'closed', 'shard replica is closed');
+    if (!options.stale) await this.withDeadline(this.driver.readIndex(), options.deadline, 'read');
+    return this.stateMachine.store.select(request);
+  }
+
+  status(): ReplicaStatus {
+    const s = this.driver.status();
+    let durable = -1;
+    try {
+      durable = this.stateMachine.store.appliedIndex();
+    } catch {
+      durable = -1;
+    }
+    return {
+      shard: this.shard,
+      nodeId: this.nodeId,
+      role: s.role,
+      term: s.term,
+      leader: s.leader,
+      commit: s.commit,
+      applied: s.applied,
+      durableApplied: durable,
+      firstIndex: s.firstIndex,
+      lastIndex: s.lastIndex,
+      installingSnapshot: this.stateMachine.isInstalling(),
+      recovery: this.recovery,
+      raft: s,
+    };
+  }
+
+  isLeader(): boolean {
+    return this.driver.isLeader();
+  }
+
+  leader(): NodeId | '' {
+    return this.driver.leader();
+  }
+
+  transferLeader(to: NodeId): void {
+    this.driver.transferLeader(to);
+  }
+
+  campaign(): void {
+    this.driver.campaign();
+  }
+
+  /**
+   * Checkpoints the store (persists the head, truncates its write-ahead records). Log truncation follows
+   * in the driver (compactThreshold), bounded by the store's durable applied index.
+   */
+  async checkpoint(): Promise<void> {
+    if (this.closed || this.stateMachine.isInstalling()) return;
+    await this.stateMachine.store.checkpoint();
+  }
+
+  /** Stops Raft, then closes the store (checkpointing it) and the log. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.checkpointTimer) clearInterval(this.checkpointTimer);
+    this.opts.snapshotRegistry?.unregister(this.nodeId, this.shard, this.stateMachine);
+    await this.driver.stop();
+    try {
+      await this.stateMachine.close();
+    } catch (err) {
+      if (!isTidemarkError(err, 'CLOSED')) throw err;
+    } finally {
+      await this.log.close();
+    }
+  }
+
+  private withDeadline<T>(p: Promise<T>, deadline: number | undefined, what: string): Promise<T> {
+    if (deadline === undefined) return p;
+    const left = deadline - Date.now();
+    if (left <= 0) {
+      p.catch(() => {});
+      return Promise.reject(
+        new TidemarkError('DEADLINE_EXCEEDED', 'deadline_exceeded', `${what} deadline already passed`, {
+          outcome: what === 'read' ? 'none' : 'unknown',
+        }),
+      );
+    }
+    return new Promise<T>((resolve, reject) => {
+      const t = setTimeout(() => {
+        p.catch(() => {});
+        reject(
+          new TidemarkError(
+            'DEADLINE_EXCEEDED',
+            'deadline_exceeded',
+            `${what} did not complete before its deadline`,
+            {
+              outcome: what === 'read' ? 'none' : 'unknown',
+            },
+          ),
+        );
+      }, left);
+      p.then(
+        (v) => {
+          clearTimeout(t);
+          resolve(v);
+        },
+        (e) => {
+          clearTimeout(t);
+          reject(e);
+        },
+      );
+    });
+  }
+}

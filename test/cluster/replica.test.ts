@@ -1,0 +1,393 @@
+import { cpSync, existsSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { decodeKafkaOffset, kafkaMeta, kafkaOffsetKey, localEntryCodec } from '../../src/cluster/entry.js';
+import { decodeDescriptor } from '../../src/cluster/store-snapshot.js';
+import { isTidemarkError } from '../../src/errors/index.js';
+import { RaftDriver } from '../../src/raft/driver.js';
+import { MemoryLogStorage } from '../../src/raft/storage-memory.js';
+import { MemoryNetwork } from '../../src/raft/transport-memory.js';
+import { type Entry, type StateMachine, StateRole } from '../../src/raft/types.js';
+import { createStoreImage } from '../../src/storage/snapshot.js';
+import { dumpStore, makeBatch, ReplicaCluster, waitFor } from './fixtures/replica-cluster.js';
+
+let cluster: ReplicaCluster | undefined;
+
+afterEach(async () => {
+  await cluster?.close();
+  cluster = undefined;
+});
+
+describe('entry codec (interim, local)', () => {
+  it('round-trips batches with meta and deletes', () => {
+    const b = makeBatch(1000, 10);
+    const cmd = localEntryCodec.decode(
+      localEntryCodec.encode({ kind: 'batch', batch: b, meta: kafkaMeta(3, 42) }),
+    );
+    expect(cmd.kind).toBe('batch');
+    if (cmd.kind !== 'batch') return;
+    expect(cmd.batch.length).toBe(10);
+    expect([...cmd.batch.timestamps]).toEqual([...b.timestamps]);
+    expect([...cmd.batch.values]).toEqual([...b.values]);
+    expect([...cmd.batch.seriesRef]).toEqual([...b.seriesRef]);
+    expect(cmd.batch.series).toEqual(b.series);
+    expect(decodeKafkaOffset(cmd.meta?.[kafkaOffsetKey(3)])).toBe(42);
+    const d = localEntryCodec.decode(
+      localEntryCodec.encode({
+        kind: 'delete',
+        request: { metric: 'cpu', matchers: [{ name: 'host', op: '=~', value: 'h.*' }], minT: 5 },
+      }),
+    );
+    expect(d).toEqual({
+      kind: 'delete',
+      request: { metric: 'cpu', matchers: [{ name: 'host', op: '=~', value: 'h.*' }], minT: 5 },
+    });
+    expect(() => localEntryCodec.decode(new Uint8Array([9, 1]))).toThrow(/version/);
+    expect(() => localEntryCodec.decode(new Uint8Array([1, 1, 5]))).toThrow(/truncated/);
+  });
+});
+
+describe('driver pipelineApply', () => {
+  /** A state machine whose applies complete on a later turn; records how many were in flight at once. */
+  class SlowSM implements StateMachine {
+    inflight = 0;
+    maxInflight = 0;
+    applied = 0;
+    order: number[] = [];
+    async apply(e: Entry): Promise<unknown> {
+      this.inflight++;
+      this.maxInflight = Math.max(this.maxInflight, this.inflight);
+      await new Promise((r) => setImmediate(r));
+      this.inflight--;
+      this.order.push(e.index);
+      this.applied = e.index;
+      return e.index;
+    }
+    appliedIndex(): number {
+      return this.applied;
+    }
+    async snapshot(): Promise<Uint8Array> {
+      return new Uint8Array();
+    }
+    async restore(): Promise<void> {}
+  }
+
+  for (const pipelineApply of [false, true]) {
+    it(`issues a Ready's applies ${pipelineApply ? 'together' : 'one at a time'} (pipelineApply: ${pipelineApply})`, async () => {
+      const sm = new SlowSM();
+      const d = new RaftDriver({
+        id: 'solo',
+        storage: new MemoryLogStorage({ conf: { voters: ['solo'], learners: [] } }),
+        transport: new MemoryNetwork().transport('solo'),
+        stateMachine: sm,
+        tickMs: 5,
+        electionTick: 3,
+        pipelineApply,
+      });
+      await d.start();
+      try {
+        await waitFor(() => d.isLeader(), 'leader');
+        const res = await Promise.all(
+          Array.from({ length: 50 }, (_, i) => d.propose(new Uint8Array([i + 1]))),
+        );
+        // Results map to their own entries, in order.
+        for (let i = 1; i < res.length; i++) expect(res[i] as number).toBe((res[i - 1] as number) + 1);
+        expect(sm.order).toEqual([...sm.order].sort((a, b) => a - b));
+        if (pipelineApply) expect(sm.maxInflight).toBeGreaterThan(1);
+        else expect(sm.maxInflight).toBe(1);
+      } finally {
+        await d.stop();
+      }
+    });
+  }
+});
+
+describe('ShardReplica: 3 replicas over MemoryNetwork with LMDB', () => {
+  it('replicates writes; linearizable reads on followers see acknowledged writes', async () => {
+    cluster = new ReplicaCluster();
+    await cluster.startAll();
+    const leader = await cluster.leader();
+    const res = await leader.write(makeBatch(1000, 30), { meta: kafkaMeta(0, 99) });
+    expect(res.accepted).toBe(30);
+    expect(res.duplicate).toBe(false);
+    const expected = dumpStore(leader.store);
+    expect(expected.length).toBe(30);
+    for (const id of cluster.ids) {
+      const r = cluster.get(id);
+      // A linearizable read on any replica sees the acknowledged write immediately.
+      const got = await r.read({ metric: 'cpu' });
+      expect(got.reduce((n, s) => n + s.toArrays().count, 0)).toBe(30);
+      expect(dumpStore(r.store)).toEqual(expected);
+      expect(decodeKafkaOffset(r.store.getMeta(kafkaOffsetKey(0)))).toBe(99);
+    }
+    // Deletes replicate too.
+    const del = await leader.delete({ metric: 'cpu', matchers: [{ name: 'host', op: '=', value: 'h0' }] });
+    expect(del.samplesDeleted).toBe(10);
+    for (const id of cluster.ids) {
+      await cluster.get(id).read({ metric: 'cpu' });
+      expect(dumpStore(cluster.get(id).store).length).toBe(20);
+    }
+    const st = leader.status();
+    expect(st.role).toBe(StateRole.Leader);
+    expect(st.leader).toBe(leader.nodeId);
+    expect(st.applied).toBeGreaterThanOrEqual(st.durableApplied);
+    expect(st.commit).toBeGreaterThanOrEqual(st.applied);
+  });
+
+  it('a Ready with many committed entries is applied with one group commit (pipelined applies)', async () => {
+    cluster = new ReplicaCluster();
+    await cluster.startAll();
+    const leader = await cluster.leader();
+    const before = leader.status().raft.stats.readies;
+    const results = await Promise.all(
+      Array.from({ length: 200 }, (_, i) => leader.write(makeBatch(i * 10, 10))),
+    );
+    expect(results.every((r) => r.accepted === 10)).toBe(true);
+    // 200 proposals are batched by the driver into few Readys (not one Ready + one fsync each).
+    expect(leader.status().raft.stats.readies - before).toBeLessThan(120);
+    expect(leader.status().durableApplied).toBeGreaterThanOrEqual(results.length);
+  });
+
+  it('NOT_LEADER from a follower carries the leader hint', async () => {
+    cluster = new ReplicaCluster();
+    await cluster.startAll();
+    const leader = await cluster.leader();
+    const follower = [...cluster.replicas.values()].find((r) => r !== leader)!;
+    await waitFor(() => follower.leader() === leader.nodeId, 'follower to know the leader');
+    const err = await follower.write(makeBatch(0, 3)).catch((e: unknown) => e);
+    expect(isTidemarkError(err, 'NOT_LEADER')).toBe(true);
+    if (isTidemarkError(err)) expect(err.details.leaderHint).toBe(leader.nodeId);
+    // Stale reads never go to the leader.
+    expect(await follower.read({ metric: 'cpu' }, { stale: true })).toEqual([]);
+  });
+
+  it('a full proposal queue answers RESOURCE_EXHAUSTED with a retry hint', async () => {
+    cluster = new ReplicaCluster({ replica: { driver: { maxPendingProposals: 4, retryAfterMs: 25 } } });
+    await cluster.startAll();
+    const leader = await cluster.leader();
+    const ps = Array.from({ length: 10 }, (_, i) => leader.write(makeBatch(i, 2)).catch((e: unknown) => e));
+    const out = await Promise.all(ps);
+    const exhausted = out.filter((e) => isTidemarkError(e, 'RESOURCE_EXHAUSTED'));
+    expect(exhausted.length).toBe(6);
+    if (isTidemarkError(exhausted[0])) expect(exhausted[0].details.retryAfterMs).toBe(25);
+  });
+
+  it('a write past its deadline rejects DEADLINE_EXCEEDED', async () => {
+    cluster = new ReplicaCluster();
+    await cluster.startAll();
+    const leader = await cluster.leader();
+    const err = await leader.write(makeBatch(0, 1), { deadline: Date.now() - 1 }).catch((e: unknown) => e);
+    expect(isTidemarkError(err, 'DEADLINE_EXCEEDED')).toBe(true);
+  });
+
+  it('leader stop → a new leader; acknowledged writes intact on the survivors', async () => {
+    cluster = new ReplicaCluster();
+    await cluster.startAll();
+    const old = await cluster.leader();
+    for (let i = 0; i < 20; i++) await old.write(makeBatch(i * 100, 10));
+    const expected = dumpStore(old.store);
+    await cluster.stop(old.nodeId);
+    const next = await cluster.leader();
+    expect(next.nodeId).not.toBe(old.nodeId);
+    await next.write(makeBatch(50_000, 5));
+    for (const r of cluster.replicas.values()) {
+      await r.read({ metric: 'cpu' });
+      const got = dumpStore(r.store);
+      for (const line of expected) expect(got).toContain(line);
+      expect(got.length).toBe(expected.length + 5);
+    }
+  });
+
+  it('transferLeader hands leadership over', async () => {
+    cluster = new ReplicaCluster();
+    await cluster.startAll();
+    const old = await cluster.leader();
+    await old.write(makeBatch(0, 3));
+    const target = cluster.ids.find((id) => id !== old.nodeId)!;
+    await waitFor(() => cluster!.get(target).status().applied >= old.status().applied, 'target caught up');
+    old.transferLeader(target);
+    await waitFor(() => cluster!.get(target).isLeader(), 'transfer');
+  });
+
+  it('restart from its dirs re-applies only what the store had not made durable (idempotent by index)', async () => {
+    // No compaction: the restarted replica's own log must still hold what its store lost.
+    cluster = new ReplicaCluster({ replica: { driver: { compactThreshold: 0 } } });
+    await cluster.startAll();
+    const leader = await cluster.leader();
+    const victim = cluster.ids.find((id) => id !== leader.nodeId)!;
+    for (let i = 0; i < 10; i++) await leader.write(makeBatch(i * 100, 10));
+    await waitFor(
+      () => cluster!.get(victim).status().durableApplied >= leader.status().applied,
+      'victim caught up',
+    );
+    // Snapshot of the victim's store as of now (store durable at X).
+    await cluster.stop(victim);
+    const storeDir = join(cluster.dataDir(victim), 'shard-7', 'store');
+    const saved = join(cluster.root, 'saved-store');
+    cpSync(storeDir, saved, { recursive: true });
+    // Restart, apply 15 more entries (its log now holds them), stop.
+    let r = await cluster.start(victim);
+    for (let i = 10; i < 25; i++) await leader.write(makeBatch(i * 100, 10));
+    await waitFor(() => r.status().durableApplied >= leader.status().applied, 'victim caught up again');
+    const logLast = r.status().lastIndex;
+    await cluster.stop(victim);
+    // Crash model: the log kept the 15 entries, the store lost them (it is back at X).
+    rmSync(storeDir, { recursive: true, force: true });
+    cpSync(saved, storeDir, { recursive: true });
+    r = await cluster.start(victim);
+    const x = r.store.appliedIndex();
+    await waitFor(() => r.leader() !== '', 'leader known');
+    expect(x).toBeLessThan(logLast);
+    await waitFor(() => r.status().durableApplied >= leader.status().applied, 're-apply');
+    // Exactly the 15 batches after X were applied again, and nothing at or below X.
+    expect(r.stateMachine.stats.applied).toBe(15);
+    expect(r.stateMachine.stats.duplicates).toBe(0);
+    await r.read({ metric: 'cpu' });
+    expect(dumpStore(r.store)).toEqual(dumpStore(leader.store));
+    // A clean restart re-applies nothing.
+    await cluster.stop(victim);
+    r = await cluster.start(victim);
+    await waitFor(() => r.leader() !== '', 'leader known');
+    await r.read({ metric: 'cpu' });
+    expect(r.stateMachine.stats.applied).toBe(0);
+    expect(dumpStore(r.store)).toEqual(dumpStore(leader.store));
+  });
+
+  it('a replica with an empty data dir is rebuilt by a streamed snapshot after the others compacted', async () => {
+    // n3 is a founding voter that starts only after n1 and n2 compacted their logs past everything it lacks.
+    // (A replica that *lost* its disk must rejoin as a new member: it forgot its votes and acknowledgements,
+    // and the Raft core refuses a commit index beyond its log. See docs/snapshots.md.)
+    cluster = new ReplicaCluster({ replica: { driver: { compactThreshold: 20 } } });
+    const victim = 'n3';
+    await cluster.start('n1');
+    await cluster.start('n2');
+    let leader = await cluster.leader();
+    // Enough data for a multi-chunk image; enough entries for the survivors to compact their logs.
+    for (let i = 0; i < 60; i++) await leader.write(makeBatch(i * 1000, 200, 20));
+    await waitFor(
+      () => [...cluster!.replicas.values()].every((r) => r.status().firstIndex > 20),
+      'survivors to compact',
+    );
+    // Compaction never passes the store's durable applied index, and the snapshot is a small descriptor.
+    for (const r of cluster.replicas.values()) {
+      const st = r.status();
+      expect(st.firstIndex - 1).toBeLessThanOrEqual(st.durableApplied);
+    }
+    const imagesBefore = cluster.snapshots.stats.images;
+    const r = await cluster.start(victim);
+    leader = await cluster.leader();
+    await waitFor(() => r.stateMachine.stats.restores >= 1, 'snapshot install', 30_000);
+    await leader.write(makeBatch(900_000, 5));
+    await r.read({ metric: 'cpu' });
+    expect(dumpStore(r.store)).toEqual(dumpStore(leader.store));
+    expect(cluster.snapshots.stats.images).toBeGreaterThan(imagesBefore);
+    expect(cluster.snapshots.stats.chunks).toBeGreaterThan(1);
+    expect(cluster.snapshots.stats.bytes).toBeGreaterThan(8 * 1024);
+    // The Raft snapshot the victim holds is the descriptor, not the image.
+    const snap = (r as unknown as { log: { snapshot(): { data: Uint8Array } } }).log.snapshot();
+    expect(snap.data.length).toBeLessThan(1024);
+    expect(decodeDescriptor(snap.data).shard).toBe(7);
+    // No leftovers of the install.
+    const shardDir = join(cluster.dataDir(victim), 'shard-7');
+    expect(existsSync(join(shardDir, 'store-incoming'))).toBe(false);
+    expect(existsSync(join(shardDir, 'store-old'))).toBe(false);
+    // It survives a restart with the installed store.
+    await cluster.stop(victim);
+    const again = await cluster.start(victim);
+    await waitFor(() => again.leader() !== '', 'leader known');
+    await again.read({ metric: 'cpu' });
+    expect(dumpStore(again.store)).toEqual(dumpStore(leader.store));
+  });
+
+  it('a broken image stream is retried; a crash mid-install reopens to a consistent store', async () => {
+    cluster = new ReplicaCluster({ replica: { driver: { compactThreshold: 10 } } });
+    await cluster.startAll();
+    const leader = await cluster.leader();
+    const victim = cluster.ids.find((id) => id !== leader.nodeId)!;
+    // The victim has some data of its own, then falls behind compaction.
+    for (let i = 0; i < 5; i++) await leader.write(makeBatch(i * 1000, 100, 10));
+    await waitFor(
+      () => cluster!.get(victim).status().durableApplied >= leader.status().applied,
+      'victim caught up',
+    );
+    await cluster.stop(victim);
+    for (let i = 5; i < 40; i++) await leader.write(makeBatch(i * 1000, 100, 10));
+    await waitFor(() => leader.status().firstIndex > 30, 'leader compacts');
+    // First stream breaks after 2 chunks (retried); then the swap "crashes" after the old store was moved.
+    cluster.snapshots.failAfterChunks = 2;
+    let crashed = false;
+    let fatal: unknown;
+    await cluster.start(victim, {
+      installFaults: (step) => {
+        if (step === 'old-renamed') {
+          crashed = true;
+          throw new Error('injected crash after old-renamed');
+        }
+      },
+      onFatal: (e) => {
+        fatal = e;
+      },
+    });
+    await waitFor(() => crashed && fatal !== undefined, 'injected crash', 30_000);
+    const shardDir = join(cluster.dataDir(victim), 'shard-7');
+    expect(existsSync(join(shardDir, 'store'))).toBe(false);
+    expect(existsSync(join(shardDir, 'store-old'))).toBe(true);
+    expect(existsSync(join(shardDir, 'store-incoming', 'INSTALL'))).toBe(true);
+    // "Process restart": drop the dead replica, reopen from the dirs.
+    await cluster.stop(victim).catch(() => {});
+    const r = await cluster.start(victim);
+    expect(r.status().recovery).toBe('rolled-forward');
+    await waitFor(() => r.leader() !== '', 'leader known');
+    await r.read({ metric: 'cpu' });
+    expect(dumpStore(r.store)).toEqual(dumpStore(leader.store));
+  });
+
+  it('a store ahead of its log (newer image installed, then a crash) starts and converges', async () => {
+    cluster = new ReplicaCluster({ replica: { driver: { compactThreshold: 0 } } });
+    await cluster.startAll();
+    const leader = await cluster.leader();
+    const victim = cluster.ids.find((id) => id !== leader.nodeId)!;
+    for (let i = 0; i < 10; i++) await leader.write(makeBatch(i * 100, 10));
+    await waitFor(() => cluster!.get(victim).status().durableApplied >= leader.status().applied, 'caught up');
+    await cluster.stop(victim);
+    for (let i = 10; i < 30; i++) await leader.write(makeBatch(i * 100, 10));
+    // The victim's store becomes an image of the leader's (applied far past the victim's log commit).
+    const storeDir = join(cluster.dataDir(victim), 'shard-7', 'store');
+    const img = join(cluster.root, 'img');
+    const info = await createStoreImage(leader.store, img);
+    rmSync(storeDir, { recursive: true, force: true });
+    cpSync(img, storeDir, { recursive: true });
+    const r = await cluster.start(victim);
+    expect(r.store.appliedIndex()).toBe(info.appliedIndex);
+    expect(r.status().applied).toBeLessThan(info.appliedIndex);
+    await waitFor(() => r.status().applied >= leader.status().applied, 'converge');
+    await leader.write(makeBatch(99_000, 3));
+    await waitFor(() => r.leader() !== '', 'leader known');
+    await r.read({ metric: 'cpu' });
+    expect(dumpStore(r.store)).toEqual(dumpStore(leader.store));
+    // Everything the log re-delivered up to the image's index was a duplicate.
+    expect(r.stateMachine.stats.duplicates).toBeGreaterThan(0);
+  });
+
+  it('when the snapshot source is unreachable the image comes from another member', async () => {
+    cluster = new ReplicaCluster({ replica: { driver: { compactThreshold: 20 } } });
+    await cluster.start('n1');
+    await cluster.start('n2');
+    const leader = await cluster.leader();
+    const other = leader.nodeId === 'n1' ? 'n2' : 'n1';
+    for (let i = 0; i < 40; i++) await leader.write(makeBatch(i * 1000, 100, 10));
+    await waitFor(() => leader.status().firstIndex > 20, 'leader compacts');
+    await waitFor(
+      () => cluster!.get(other).status().durableApplied >= leader.status().applied,
+      'other caught up',
+    );
+    cluster.snapshots.down.add(leader.nodeId);
+    const r = await cluster.start('n3');
+    await waitFor(() => r.stateMachine.stats.restores >= 1, 'snapshot install', 30_000);
+    expect(cluster.get(other).stateMachine.stats.imagesServed).toBeGreaterThanOrEqual(1);
+    expect(leader.stateMachine.stats.imagesServed).toBe(0);
+    await waitFor(() => r.leader() !== '', 'leader known');
+    await r.read({ metric: 'cpu' });
+    expect(dumpStore(r.store)).toEqual(dumpStore(leader.store));
+  });
+});
