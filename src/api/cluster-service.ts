@@ -1,0 +1,62 @@
+/**
+ * What the API layers (gRPC client service, HTTP endpoints) need from a node. The node implements it; tests
+ * use an in-memory implementation behind the same interface. Every method may throw a TidemarkError.
+ */
+import type { ShardMapJSON } from '../cluster/shard-map.js';
+import type { SampleBatch, SelectRequest } from '../storage/store.js';
+
+export interface WriteOptions {
+  /** Absolute deadline (ms since epoch, as Date.now()); the write fails with DEADLINE_EXCEEDED after it. */
+  deadline?: number;
+}
+
+export interface WriteResult {
+  /** Samples stored (a replaced value counts). */
+  accepted: number;
+  /** Samples the shards refused, by index in the submitted batch (e.g. too old for the out-of-order window). */
+  rejected: { index: number; reason: string }[];
+}
+
+export interface ReadOptions {
+  /** Skip ReadIndex: read whatever the chosen replica has applied (may lag the leader). */
+  stale?: boolean;
+  deadline?: number;
+}
+
+export interface SeriesResult {
+  metric: string;
+  tags: Record<string, string>;
+  timestamps: Float64Array;
+  values: Float64Array;
+}
+
+export interface ReplicaStatus {
+  shard: number;
+  role: string;
+  term: number;
+  commit: number;
+  applied: number;
+  leader: string;
+}
+
+export interface NodeStatus {
+  nodeId: string;
+  shardCount: number;
+  replicas: ReplicaStatus[];
+}
+
+export interface Readiness {
+  ready: boolean;
+  /** Why not, per local replica (e.g. "shard 3: no leader", "shard 5: applied 10 < commit 12"). */
+  reasons: string[];
+}
+
+export interface ClusterService {
+  /** Accepts a batch on any node: splits it by shard and proposes each part to its shard's leader. */
+  write(batch: SampleBatch, options?: WriteOptions): Promise<WriteResult>;
+  /** Raw samples of the matching series, from every shard (the Query issue adds aggregation). */
+  select(request: SelectRequest, options?: ReadOptions): Promise<SeriesResult[]>;
+  shardMap(): ShardMapJSON;
+  status(): NodeStatus;
+  readiness(): Readiness;
+}
