@@ -1,0 +1,589 @@
+/**
+ * The Tidemark SDK client (docs/client.md). Writes are validated locally, split by shard with a cached
+ * shard map and sent straight to each shard's leader; NOT_LEADER, UNAVAILABLE and RESOURCE_EXHAUSTED are
+ * retried (writes are idempotent: same series + timestamp = last write wins) with exponential backoff and
+ * full jitter, within the call's deadline. Any node accepts any write and forwards it, so while the map is
+ * unknown the client sends to any endpoint.
+ */
+import { TidemarkError } from '../errors/index.js';
+import {
+  type MatchType as PbMatchType,
+  ReplicaRole,
+  type ShardMapResponse,
+  TidemarkService,
+  type WriteRequest,
+} from '../gen/tidemark/v1/client_pb.js';
+import type { SeriesSamples } from '../gen/tidemark/v1/types_pb.js';
+import { shardOf, validateMetric, validateTimestamp } from '../model/index.js';
+import { createClient, type ServiceClient } from '../transport/grpc-adapter.js';
+import { channelCredentials, type TlsOptions, tlsChannelOptions } from './credentials.js';
+import { type Prepared, type PreparedSeries, prepare, type WriteInput } from './prepare.js';
+import { type BackoffOptions, backoffDelay, isRetryable, realSleep } from './retry.js';
+import { BatchWriter, type WriterOptions } from './writer.js';
+
+export interface ConnectOptions {
+  /** gRPC client-API addresses (host:port) of one or more nodes; the rest are learned from the shard map. */
+  endpoints: readonly string[];
+  /** Deadline of each operation (write with its retries, query, status), in ms (default 10,000). */
+  deadlineMs?: number;
+  /** Retry backoff: attempt n waits random() · min(maxMs, initialMs · 2^(n-1)) (defaults 50, 2000, 10). */
+  retry?: Partial<BackoffOptions>;
+  /** Defaults of `writer()` (maxSamples 5000, maxDelayMs 100). */
+  batch?: Partial<WriterOptions>;
+  /** TLS; plaintext when absent. */
+  tls?: TlsOptions;
+  /** Source of jitter in [0, 1) (default Math.random). */
+  random?: () => number;
+  /** How often the shard map is refreshed in the background, in ms (default 30,000; 0 = never). */
+  shardMapRefreshMs?: number;
+  /** Largest message sent or received, in bytes (default 16 MiB). */
+  maxMessageBytes?: number;
+  /** Waits between retries (default a timer); tests inject their own. */
+  sleep?: (ms: number) => Promise<void>;
+}
+
+/** A cluster's shard map as the client sees it. `version` counts the changes this client observed. */
+export interface ClientShardMap {
+  version: number;
+  shardCount: number;
+  shards: { shard: number; replicas: string[]; leader: string; term: number }[];
+  /** Node id → client-API address. */
+  nodes: Record<string, string>;
+}
+
+export interface WriteResult {
+  /** Samples stored (a replaced value counts). */
+  accepted: number;
+  /** Samples the cluster refused (e.g. too old), by position in the input (columnar: series 0's first). */
+  rejected: { index: number; reason: string }[];
+}
+
+export interface CallOptions {
+  /** Overrides the client's deadlineMs for this call. */
+  deadlineMs?: number;
+  signal?: AbortSignal;
+}
+
+export type MatchOp = '=' | '!=' | '=~' | '!~';
+
+export interface QueryMatcher {
+  name: string;
+  op: MatchOp;
+  value: string;
+}
+
+export interface QueryRequest {
+  metric: string;
+  matchers?: readonly QueryMatcher[];
+  /** Inclusive range, ms since the Unix epoch. */
+  start: number;
+  end: number;
+}
+
+export interface QuerySeries {
+  metric: string;
+  tags: Record<string, string>;
+  timestamps: number[];
+  values: number[];
+}
+
+export interface ReplicaStatus {
+  shard: number;
+  role: 'follower' | 'pre_candidate' | 'candidate' | 'leader' | 'unspecified';
+  term: number;
+  commit: number;
+  applied: number;
+  leader: string;
+}
+
+export interface NodeStatus {
+  nodeId: string;
+  replicas: ReplicaStatus[];
+}
+
+type Conn = ServiceClient<typeof TidemarkService>;
+
+/** The samples of one shard (-1: the shard map is unknown) and their retry state. */
+interface ShardPart {
+  shard: number;
+  series: PreparedSeries[];
+  /** Send the next attempt here (a NOT_LEADER hint). */
+  override?: string | undefined;
+  /** Avoid this address on the next attempt (it was unavailable). */
+  avoid?: string | undefined;
+  previous?: string;
+  lastError?: TidemarkError;
+}
+
+const MATCH_TYPES: Record<MatchOp, PbMatchType> = { '=': 1, '!=': 2, '=~': 3, '!~': 4 };
+const ROLES: Record<number, ReplicaStatus['role']> = {
+  [ReplicaRole.FOLLOWER]: 'follower',
+  [ReplicaRole.PRE_CANDIDATE]: 'pre_candidate',
+  [ReplicaRole.CANDIDATE]: 'candidate',
+  [ReplicaRole.LEADER]: 'leader',
+};
+
+function toMap(res: ShardMapResponse, version: number): ClientShardMap | undefined {
+  if (res.shardCount === 0 || res.shards.length !== res.shardCount) return undefined;
+  const nodes: Record<string, string> = {};
+  for (const n of res.nodes) if (n.id !== '' && n.clientAddress !== '') nodes[n.id] = n.clientAddress;
+  const shards = [...res.shards]
+    .sort((a, b) => a.shard - b.shard)
+    .map((s) => ({ shard: s.shard, replicas: [...s.replicas], leader: s.leader, term: Number(s.term) }));
+  if (shards.some((s, i) => s.shard !== i)) return undefined;
+  return { version, shardCount: res.shardCount, shards, nodes };
+}
+
+function sameMap(a: ClientShardMap, b: ClientShardMap): boolean {
+  return JSON.stringify({ ...a, version: 0 }) === JSON.stringify({ ...b, version: 0 });
+}
+
+function toWriteRequest(series: readonly PreparedSeries[]): { batch: { series: object[] } } {
+  return {
+    batch: {
+      series: series.map((s) => ({
+        series: { metric: s.series.metric, tags: { ...s.series.tags } },
+        timestamps: s.timestamps.map((t) => BigInt(t)),
+        values: s.values,
+      })),
+    },
+  };
+}
+
+function fromSeriesSamples(s: SeriesSamples): QuerySeries {
+  return {
+    metric: s.series?.metric ?? '',
+    tags: { ...(s.series?.tags ?? {}) },
+    timestamps: s.timestamps.map((t) => Number(t)),
+    values: [...s.values],
+  };
+}
+
+function asError(err: unknown): TidemarkError {
+  return err instanceof TidemarkError
+    ? err
+    : new TidemarkError('INTERNAL', 'internal', err instanceof Error ? err.message : String(err));
+}
+
+export class TidemarkClient {
+  private readonly endpoints: readonly string[];
+  private readonly deadlineMs: number;
+  private readonly backoff: BackoffOptions;
+  private readonly batchDefaults: Partial<WriterOptions>;
+  private readonly random: () => number;
+  private readonly sleep: (ms: number) => Promise<void>;
+  private readonly options: ConnectOptions;
+  private readonly conns = new Map<string, Conn>();
+  private readonly writers = new Set<BatchWriter>();
+  private map: ClientShardMap | undefined;
+  private mapVersion = 0;
+  private refreshing: Promise<ClientShardMap | undefined> | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private rr = 0;
+  private closed = false;
+
+  private constructor(options: ConnectOptions) {
+    if (!Array.isArray(options.endpoints) || options.endpoints.length === 0) {
+      throw new TidemarkError('INVALID_ARGUMENT', 'endpoints_empty', 'endpoints: give at least one address', {
+        field: 'endpoints',
+      });
+    }
+    this.options = options;
+    this.endpoints = [...options.endpoints];
+    this.deadlineMs = options.deadlineMs ?? 10_000;
+    this.backoff = {
+      initialMs: options.retry?.initialMs ?? 50,
+      maxMs: options.retry?.maxMs ?? 2000,
+      maxAttempts: options.retry?.maxAttempts ?? 10,
+    };
+    const positive: [string, number, number][] = [
+      ['deadlineMs', this.deadlineMs, 1],
+      ['retry.initialMs', this.backoff.initialMs, 0],
+      ['retry.maxMs', this.backoff.maxMs, 0],
+      ['retry.maxAttempts', this.backoff.maxAttempts, 1],
+    ];
+    for (const [field, v, min] of positive) {
+      if (typeof v !== 'number' || Number.isNaN(v) || v < min) {
+        throw new TidemarkError(
+          'INVALID_ARGUMENT',
+          'option_invalid',
+          `${field}: must be a number >= ${min}`,
+          {
+            field,
+          },
+        );
+      }
+    }
+    this.batchDefaults = options.batch ?? {};
+    this.random = options.random ?? Math.random;
+    this.sleep = options.sleep ?? realSleep;
+    channelCredentials(options.tls); // validates the TLS options now
+  }
+
+  /**
+   * Connects: creates the channels and loads the shard map. An unreachable cluster does not fail the
+   * connect (calls retry within their deadlines); invalid options do.
+   */
+  static async connect(options: ConnectOptions): Promise<TidemarkClient> {
+    const c = new TidemarkClient(options);
+    await c.refreshShardMap().catch(() => undefined);
+    const every = options.shardMapRefreshMs ?? 30_000;
+    if (every > 0) {
+      c.timer = setInterval(() => void c.refreshShardMap().catch(() => undefined), every);
+      c.timer.unref();
+    }
+    return c;
+  }
+
+  // ------------------------------------------------------------------------------------------------------
+  // Connections and the shard map
+
+  private conn(address: string): Conn {
+    if (this.closed) throw new TidemarkError('CLOSED', 'closed', 'the client is closed');
+    let c = this.conns.get(address);
+    if (c === undefined) {
+      c = createClient(TidemarkService, address, {
+        credentials: channelCredentials(this.options.tls),
+        grpcOptions: tlsChannelOptions(this.options.tls),
+        ...(this.options.maxMessageBytes === undefined
+          ? {}
+          : { maxMessageBytes: this.options.maxMessageBytes }),
+      });
+      this.conns.set(address, c);
+    }
+    return c;
+  }
+
+  /** Every address known: the configured endpoints, then the nodes of the map. */
+  private addresses(): string[] {
+    const out = [...this.endpoints];
+    if (this.map !== undefined)
+      for (const a of Object.values(this.map.nodes)) if (!out.includes(a)) out.push(a);
+    return out;
+  }
+
+  /** Any address, round robin, avoiding `avoid` when there is another. */
+  private anyAddress(avoid?: string): string {
+    const all = this.addresses();
+    const candidates = all.length > 1 && avoid !== undefined ? all.filter((a) => a !== avoid) : all;
+    return candidates[this.rr++ % candidates.length]!;
+  }
+
+  /** The address of the shard's leader when known, else any. */
+  private addressFor(shard: number, avoid?: string): string {
+    const m = this.map;
+    if (m !== undefined && shard >= 0 && shard < m.shardCount) {
+      const leader = m.shards[shard]!.leader;
+      const address = leader === '' ? undefined : m.nodes[leader];
+      if (address !== undefined && address !== avoid) return address;
+    }
+    return this.anyAddress(avoid);
+  }
+
+  private setMap(next: ClientShardMap): void {
+    if (this.map !== undefined && sameMap(this.map, next)) return;
+    next.version = ++this.mapVersion;
+    this.map = next;
+  }
+
+  /** Records a leader learned from a NOT_LEADER hint. */
+  private noteLeader(shard: number, leader: string): void {
+    const m = this.map;
+    if (m === undefined || shard < 0 || shard >= m.shardCount || m.shards[shard]!.leader === leader) return;
+    const shards = m.shards.map((s) => (s.shard === shard ? { ...s, leader } : s));
+    this.setMap({ ...m, shards });
+  }
+
+  /** Fetches the shard map now (one fetch at a time), trying each known address once. */
+  refreshShardMap(): Promise<ClientShardMap | undefined> {
+    if (this.refreshing !== undefined) return this.refreshing;
+    const p = this.fetchShardMap().finally(() => {
+      if (this.refreshing === p) this.refreshing = undefined;
+    });
+    this.refreshing = p;
+    return p;
+  }
+
+  private async fetchShardMap(): Promise<ClientShardMap | undefined> {
+    let last: unknown;
+    const all = this.addresses();
+    const start = this.rr++;
+    for (let i = 0; i < all.length && !this.closed; i++) {
+      const address = all[(start + i) % all.length]!;
+      try {
+        const res = await this.conn(address).shardMap({}, { timeoutMs: this.deadlineMs });
+        const next = toMap(res, this.mapVersion);
+        if (next === undefined) continue;
+        this.setMap(next);
+        return this.map;
+      } catch (err) {
+        last = err;
+      }
+    }
+    if (last !== undefined) throw asError(last);
+    return this.map;
+  }
+
+  private requestRefresh(): void {
+    void this.refreshShardMap().catch(() => undefined);
+  }
+
+  /** The cached shard map (fetched first if none is cached or `refresh` is set); undefined if unknown. */
+  async shardMap(options: { refresh?: boolean } = {}): Promise<ClientShardMap | undefined> {
+    if (options.refresh === true || this.map === undefined) await this.refreshShardMap();
+    return this.map === undefined ? undefined : structuredClone(this.map);
+  }
+
+  // ------------------------------------------------------------------------------------------------------
+  // Write
+
+  /**
+   * Writes samples. Validates locally first (INVALID_ARGUMENT naming the field; nothing is sent), then sends
+   * each shard's samples to its leader, retrying transient errors within the deadline. Rejects with the last
+   * error if a shard's part could not be written (other parts may have been: writes are idempotent, so
+   * writing the same input again is safe).
+   */
+  async write(input: WriteInput, options: CallOptions = {}): Promise<WriteResult> {
+    const prepared = prepare(input);
+    return this.writePrepared(prepared, Date.now() + (options.deadlineMs ?? this.deadlineMs), options.signal);
+  }
+
+  /** A buffered writer that coalesces small writes into batches (see BatchWriter). */
+  writer(options: Partial<WriterOptions> = {}): BatchWriter {
+    if (this.closed) throw new TidemarkError('CLOSED', 'closed', 'the client is closed');
+    const w = new BatchWriter(
+      (p) => this.writePrepared(p, Date.now() + this.deadlineMs),
+      { ...this.batchDefaults, ...options },
+      () => this.writers.delete(w),
+    );
+    this.writers.add(w);
+    return w;
+  }
+
+  /** @internal Sends a validated write. */
+  async writePrepared(p: Prepared, deadline: number, signal?: AbortSignal): Promise<WriteResult> {
+    const result: WriteResult = { accepted: 0, rejected: [] };
+    if (p.samples === 0) return result;
+    if (this.closed) throw new TidemarkError('CLOSED', 'closed', 'the client is closed');
+    const m = this.map;
+    const byShard = new Map<number, ShardPart>();
+    for (const s of p.series) {
+      const shard = m === undefined ? -1 : shardOf(s.id, m.shardCount);
+      const part = byShard.get(shard);
+      if (part === undefined) byShard.set(shard, { shard, series: [s] });
+      else part.series.push(s);
+    }
+    await this.sendParts([...byShard.values()], deadline, result, signal);
+    result.rejected.sort((a, b) => a.index - b.index);
+    return result;
+  }
+
+  /**
+   * Rounds of requests: each round groups the parts still unwritten by target node (a shard's leader, or any
+   * node) into one request per node; failed parts are retried in the next round, after a backoff.
+   */
+  private async sendParts(
+    parts: ShardPart[],
+    deadline: number,
+    result: WriteResult,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
+    let pending = parts;
+    for (let attempt = 1; ; attempt++) {
+      if (signal?.aborted) throw new TidemarkError('CLOSED', 'cancelled', 'the write was cancelled');
+      const byAddress = new Map<string, ShardPart[]>();
+      for (const part of pending) {
+        const address = part.override ?? this.addressFor(part.shard, part.avoid);
+        part.override = undefined;
+        part.avoid = undefined;
+        const g = byAddress.get(address);
+        if (g === undefined) byAddress.set(address, [part]);
+        else g.push(part);
+      }
+      const rounds = await Promise.all(
+        [...byAddress].map(async ([address, group]) => ({
+          address,
+          group,
+          err: await this.sendOne(address, group, deadline, result, signal),
+        })),
+      );
+      const failed = rounds.filter((r) => r.err !== undefined) as {
+        address: string;
+        group: ShardPart[];
+        err: TidemarkError;
+      }[];
+      if (failed.length === 0) return;
+      const first = failed[0]!;
+      for (const f of failed) if (this.closed || !isRetryable(f.err)) throw this.lastError(f.err, f.group);
+      if (attempt >= this.backoff.maxAttempts) throw this.lastError(first.err, first.group);
+      const backoff = backoffDelay(this.backoff, attempt, this.random);
+      let delay = 0;
+      let refresh: 'now' | 'background' | undefined;
+      for (const { address, group, err } of failed) {
+        let d = backoff;
+        if (err.code === 'NOT_LEADER') {
+          const hint = err.details.leaderHint;
+          const hinted = hint === undefined ? undefined : this.map?.nodes[hint];
+          // The hint names the leader of one shard: follow it when the request held only that shard.
+          if (group.length === 1 && hint !== undefined && hinted !== undefined && hinted !== address) {
+            const part = group[0]!;
+            this.noteLeader(part.shard, hint);
+            part.override = hinted;
+            // Follow a fresh hint at once; a second NOT_LEADER in a row backs off (no ping-pong spin).
+            if (part.previous !== 'NOT_LEADER') d = 0;
+            refresh ??= 'background';
+          } else {
+            refresh = 'now';
+          }
+        } else if (err.code === 'RESOURCE_EXHAUSTED') {
+          d = Math.max(d, err.details.retryAfterMs ?? 0);
+        } else {
+          // UNAVAILABLE (incl. outcome_unknown) or CLOSED: that node may be down or stepping down.
+          for (const part of group) part.avoid = address;
+          refresh ??= 'background';
+        }
+        for (const part of group) {
+          part.previous = err.code;
+          part.lastError = err;
+        }
+        delay = Math.max(delay, d);
+      }
+      if (refresh === 'now') await this.refreshShardMap().catch(() => undefined);
+      else if (refresh === 'background') this.requestRefresh();
+      if (Date.now() + delay >= deadline) throw first.err;
+      if (delay > 0) await this.sleep(delay);
+      pending = failed.flatMap((f) => f.group);
+    }
+  }
+
+  /** The error to report: a deadline hit while retrying reports the error that caused the retries. */
+  private lastError(err: TidemarkError, group: ShardPart[]): TidemarkError {
+    if (err.code !== 'DEADLINE_EXCEEDED') return err;
+    return group.find((p) => p.lastError !== undefined)?.lastError ?? err;
+  }
+
+  /** One Write request to `address` holding `parts`; resolves with the error, if any. */
+  private async sendOne(
+    address: string,
+    parts: ShardPart[],
+    deadline: number,
+    result: WriteResult,
+    signal: AbortSignal | undefined,
+  ): Promise<TidemarkError | undefined> {
+    const series = parts.length === 1 ? parts[0]!.series : parts.flatMap((p) => p.series);
+    try {
+      const res = await this.conn(address).write(toWriteRequest(series) as unknown as WriteRequest, {
+        deadline,
+        ...(signal === undefined ? {} : { signal }),
+      });
+      result.accepted += Number(res.accepted);
+      for (const r of res.rejected) {
+        const index = series[r.seriesIndex]?.origin[r.sampleIndex];
+        if (index !== undefined) result.rejected.push({ index, reason: r.reason });
+      }
+      return undefined;
+    } catch (e) {
+      return asError(e);
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------------------
+  // Query, status
+
+  /**
+   * Streams the series matching a query (raw samples). Iterating may throw a TidemarkError; leaving the
+   * loop early cancels the call. Retried on transient errors only until the first series arrived.
+   */
+  query(request: QueryRequest, options: CallOptions = {}): AsyncIterable<QuerySeries> {
+    const metric = validateMetric(request.metric, 'metric');
+    const start = validateTimestamp(request.start, 'start');
+    const end = validateTimestamp(request.end, 'end');
+    if (start > end) {
+      throw new TidemarkError('INVALID_ARGUMENT', 'range_invalid', `start: ${start} is after end ${end}`, {
+        field: 'start',
+      });
+    }
+    const matchers = (request.matchers ?? []).map((m, i) => {
+      const type = MATCH_TYPES[m?.op];
+      if (type === undefined || typeof m.name !== 'string' || typeof m.value !== 'string') {
+        throw new TidemarkError(
+          'INVALID_ARGUMENT',
+          'matcher_invalid',
+          `matchers[${i}]: needs a name, an op (= != =~ !~) and a value`,
+          { field: `matchers[${i}]` },
+        );
+      }
+      return { name: m.name, type, value: m.value };
+    });
+    const req = { metric, matchers, startMs: BigInt(start), endMs: BigInt(end) };
+    const deadline = Date.now() + (options.deadlineMs ?? this.deadlineMs);
+    return this.queryStream(req, deadline, options.signal);
+  }
+
+  private async *queryStream(
+    req: object,
+    deadline: number,
+    signal: AbortSignal | undefined,
+  ): AsyncGenerator<QuerySeries> {
+    let avoid: string | undefined;
+    for (let attempt = 1; ; attempt++) {
+      const address = this.anyAddress(avoid);
+      let yielded = false;
+      try {
+        const stream = this.conn(address).query(req as never, {
+          deadline,
+          ...(signal === undefined ? {} : { signal }),
+        });
+        for await (const res of stream) {
+          for (const s of res.series) {
+            yielded = true;
+            yield fromSeriesSamples(s);
+          }
+        }
+        return;
+      } catch (e) {
+        const err = asError(e);
+        if (yielded || this.closed || !isRetryable(err) || attempt >= this.backoff.maxAttempts) throw err;
+        let delay = backoffDelay(this.backoff, attempt, this.random);
+        if (err.code === 'RESOURCE_EXHAUSTED') delay = Math.max(delay, err.details.retryAfterMs ?? 0);
+        else avoid = address;
+        if (Date.now() + delay >= deadline) throw err;
+        if (delay > 0) await this.sleep(delay);
+      }
+    }
+  }
+
+  /** The status of one node: `node` is a node id from the shard map or an address (default: any endpoint). */
+  async status(node?: string, options: CallOptions = {}): Promise<NodeStatus> {
+    const address = node === undefined ? this.anyAddress() : (this.map?.nodes[node] ?? node);
+    const res = await this.conn(address).status(
+      {},
+      {
+        timeoutMs: options.deadlineMs ?? this.deadlineMs,
+        ...(options.signal ? { signal: options.signal } : {}),
+      },
+    );
+    return {
+      nodeId: res.nodeId,
+      replicas: res.replicas.map((r) => ({
+        shard: r.shard,
+        role: ROLES[r.role] ?? 'unspecified',
+        term: Number(r.term),
+        commit: Number(r.commit),
+        applied: Number(r.applied),
+        leader: r.leader,
+      })),
+    };
+  }
+
+  /** Flushes and closes every writer, then closes the channels. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    const errors = await Promise.allSettled([...this.writers].map((w) => w.close()));
+    this.closed = true;
+    if (this.timer !== undefined) clearInterval(this.timer);
+    for (const c of this.conns.values()) c.close();
+    this.conns.clear();
+    for (const e of errors) if (e.status === 'rejected') throw e.reason;
+  }
+}
