@@ -18,12 +18,15 @@ const HELP = `tidemark — a clustered time-series database
 Usage: tidemark <command> [options]
 
 Commands:
+  start [flags]     run one cluster node (flags, TIDEMARK_* variables and --config: docs/configuration.md)
+  dev [--dir DIR] [--nodes N] [--base-port P] [--shards S]
+                    a local cluster of N node processes (node i at ports P, P+1, P+2 + 10·i), with demo data
   demo [--dir DIR] [--series N] [--hours H]
                     open a single-node shard store, write demo data, query it and print the result
   version           print the version
   help              this text
 
-The cluster commands (start, dev, write, query, status) arrive with the cluster.`;
+More cluster commands (write, query, status) are to come; see docs/cluster.md.`;
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -38,6 +41,14 @@ export async function main(argv: string[]): Promise<number> {
     case '--version': {
       console.log(packageJson().version);
       return 0;
+    }
+    case 'start': {
+      const { start } = await import('./start.js');
+      return start(rest);
+    }
+    case 'dev': {
+      const { dev } = await import('./dev.js');
+      return dev(rest);
     }
     case 'demo': {
       const { demo } = await import('./demo.js');

@@ -1,0 +1,200 @@
+/**
+ * The gRPC client API (`tidemark.v1.TidemarkService`) over a ClusterService: Write, a minimal Query (raw
+ * series through `select`), ShardMap and Status. Conversions between the protobuf messages and the
+ * in-memory shapes live here; every error is a TidemarkError, mapped to a gRPC status by the adapter.
+ */
+import type * as grpc from '@grpc/grpc-js';
+import { invalidArgument } from '../errors/index.js';
+import {
+  MatchType,
+  type Matcher as PbMatcher,
+  type QueryRequest,
+  ReplicaRole,
+  TidemarkService,
+  type WriteRequest,
+} from '../gen/tidemark/v1/client_pb.js';
+import { makeSeries, type Series } from '../model/index.js';
+import type { Matcher, MatchOp, SampleBatch, SelectRequest } from '../storage/store.js';
+import { addService, type ServiceImplementation } from '../transport/grpc-adapter.js';
+import type { ClusterService } from './cluster-service.js';
+
+export interface GrpcServiceOptions {
+  /** Client API addresses of the nodes (NodeInfo in ShardMap); nodes without one are listed with "". */
+  clientAddresses?: () => Record<string, string>;
+  /** Series per QueryResponse message (default 256). */
+  seriesPerMessage?: number;
+  /** Write deadline when the client sets none (ms, default 10,000). */
+  defaultWriteTimeoutMs?: number;
+}
+
+/** A WriteRequest's batch as a SampleBatch, plus where each series' samples start (for rejected indexes). */
+export function batchFromWriteRequest(req: WriteRequest): { batch: SampleBatch; offsets: number[] } {
+  const list = req.batch?.series ?? [];
+  let n = 0;
+  for (let i = 0; i < list.length; i++) {
+    const s = list[i]!;
+    if (s.timestamps.length !== s.values.length) {
+      throw invalidArgument(
+        'batch_invalid',
+        `batch.series[${i}].values`,
+        `batch.series[${i}]: ${s.timestamps.length} timestamps but ${s.values.length} values`,
+      );
+    }
+    n += s.timestamps.length;
+  }
+  const series: Series[] = [];
+  const offsets: number[] = [];
+  const seriesRef = new Uint32Array(n);
+  const timestamps = new Float64Array(n);
+  const values = new Float64Array(n);
+  let j = 0;
+  for (let i = 0; i < list.length; i++) {
+    const s = list[i]!;
+    if (s.series === undefined) {
+      throw invalidArgument('series_missing', `batch.series[${i}].series`, `batch.series[${i}]: no series`);
+    }
+    series.push(makeSeries(s.series.metric, s.series.tags, `batch.series[${i}].series`));
+    offsets.push(j);
+    for (let k = 0; k < s.timestamps.length; k++, j++) {
+      seriesRef[j] = i;
+      timestamps[j] = Number(s.timestamps[k]);
+      values[j] = s.values[k]!;
+    }
+  }
+  return { batch: { series, seriesRef, timestamps, values, length: n }, offsets };
+}
+
+/** (series index, sample index within it) of flat sample `index`, given each series' first flat index. */
+export function unflatten(
+  offsets: readonly number[],
+  index: number,
+): { seriesIndex: number; sampleIndex: number } {
+  let lo = 0;
+  let hi = offsets.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (offsets[mid]! <= index) lo = mid;
+    else hi = mid - 1;
+  }
+  return { seriesIndex: lo, sampleIndex: index - (offsets[lo] ?? 0) };
+}
+
+const MATCH_OPS: Record<number, MatchOp> = {
+  [MatchType.EQUAL]: '=',
+  [MatchType.NOT_EQUAL]: '!=',
+  [MatchType.REGEX]: '=~',
+  [MatchType.NOT_REGEX]: '!~',
+};
+
+/** Protobuf matchers → store matchers (INVALID_ARGUMENT naming `matchers[i].type` for a missing type). */
+export function matchersFromPb(list: readonly PbMatcher[]): Matcher[] {
+  return list.map((m, i) => {
+    const op = MATCH_OPS[m.type];
+    if (op === undefined) {
+      throw invalidArgument('matcher_invalid', `matchers[${i}].type`, `matchers[${i}]: type is required`);
+    }
+    return { name: m.name, op, value: m.value };
+  });
+}
+
+const MATCH_TYPES: Record<MatchOp, MatchType> = {
+  '=': MatchType.EQUAL,
+  '!=': MatchType.NOT_EQUAL,
+  '=~': MatchType.REGEX,
+  '!~': MatchType.NOT_REGEX,
+};
+
+/** Store matchers → protobuf matchers. */
+export function matchersToPb(list: readonly Matcher[]): { name: string; type: MatchType; value: string }[] {
+  return list.map((m) => ({ name: m.name, type: MATCH_TYPES[m.op], value: m.value }));
+}
+
+export function selectFromQueryRequest(req: QueryRequest): SelectRequest {
+  if (req.metric === '') throw invalidArgument('metric_missing', 'metric', 'metric is required');
+  const matchers = matchersFromPb(req.matchers);
+  const out: SelectRequest = { metric: req.metric, matchers };
+  if (req.startMs !== 0n) out.minT = Number(req.startMs);
+  if (req.endMs !== 0n) out.maxT = Number(req.endMs);
+  if (out.minT !== undefined && out.maxT !== undefined && out.minT > out.maxT) {
+    throw invalidArgument('range_invalid', 'start_ms', 'start_ms is after end_ms');
+  }
+  return out;
+}
+
+const ROLES: Record<string, ReplicaRole> = {
+  follower: ReplicaRole.FOLLOWER,
+  'pre-candidate': ReplicaRole.PRE_CANDIDATE,
+  candidate: ReplicaRole.CANDIDATE,
+  leader: ReplicaRole.LEADER,
+};
+
+export function tidemarkServiceImpl(
+  cluster: ClusterService,
+  options: GrpcServiceOptions = {},
+): ServiceImplementation<typeof TidemarkService> {
+  const perMessage = options.seriesPerMessage ?? 256;
+  const writeTimeout = options.defaultWriteTimeoutMs ?? 10_000;
+  return {
+    write: async (req, ctx) => {
+      const { batch, offsets } = batchFromWriteRequest(req);
+      const r = await cluster.write(batch, { deadline: ctx.deadline ?? Date.now() + writeTimeout });
+      return {
+        accepted: BigInt(r.accepted),
+        rejected: r.rejected.map((x) => ({ ...unflatten(offsets, x.index), reason: x.reason })),
+      };
+    },
+    query: async function* (req, ctx) {
+      const select = selectFromQueryRequest(req);
+      const series = await cluster.select(
+        select,
+        ctx.deadline === undefined ? {} : { deadline: ctx.deadline },
+      );
+      for (let i = 0; i < series.length; i += perMessage) {
+        yield {
+          series: series.slice(i, i + perMessage).map((s) => ({
+            series: { metric: s.metric, tags: s.tags },
+            timestamps: Array.from(s.timestamps, (t) => BigInt(t)),
+            values: Array.from(s.values),
+          })),
+        };
+      }
+    },
+    shardMap: () => {
+      const m = cluster.shardMap();
+      const addresses = options.clientAddresses?.() ?? {};
+      return {
+        shardCount: m.shardCount,
+        shards: m.shards.map((s) => ({
+          shard: s.shard,
+          replicas: s.replicas,
+          leader: s.leader,
+          term: BigInt(s.term),
+        })),
+        nodes: m.nodes.map((id) => ({ id, clientAddress: addresses[id] ?? '' })),
+      };
+    },
+    status: () => {
+      const s = cluster.status();
+      return {
+        nodeId: s.nodeId,
+        replicas: s.replicas.map((r) => ({
+          shard: r.shard,
+          role: ROLES[r.role] ?? ReplicaRole.UNSPECIFIED,
+          term: BigInt(r.term),
+          commit: BigInt(r.commit),
+          applied: BigInt(r.applied),
+          leader: r.leader,
+        })),
+      };
+    },
+  };
+}
+
+/** Registers TidemarkService for `cluster` on `server`. */
+export function addTidemarkService(
+  server: grpc.Server,
+  cluster: ClusterService,
+  options: GrpcServiceOptions = {},
+): void {
+  addService(server, TidemarkService, tidemarkServiceImpl(cluster, options));
+}

@@ -1,0 +1,723 @@
+/**
+ * A Tidemark node: hosts one ShardReplica per shard placed on it, the multi-Raft PeerTransport (peer API),
+ * the peer-port services for store images (GrpcSnapshotPeers) and remote shard reads (ShardReadService),
+ * the gRPC client API, and implements ClusterService (docs/cluster.md):
+ *
+ *   write   split by shard → per part: local leader → propose; else forward to the shard's leader
+ *           (NOT_LEADER → follow the hint; UNAVAILABLE / RESOURCE_EXHAUSTED → back off and retry) until the
+ *           deadline; acknowledged after commit + leader apply.
+ *   select  every shard through its local replica (ReadIndex unless stale); shards without a local
+ *           replica through ShardReadService.Select on a node holding one.
+ *
+ * Observed leaders are polled from the local replicas every `observeIntervalMs`; a LeaderBalancer moves
+ * leadership toward each shard's preferred leader. close() refuses new writes, hands local leaderships to
+ * caught-up peers (bounded), then closes the servers and replicas.
+ */
+import { rm } from 'node:fs/promises';
+import type { MessageInitShape } from '@bufbuild/protobuf';
+import type * as grpc from '@grpc/grpc-js';
+import type {
+  ClusterService,
+  NodeStatus,
+  Readiness,
+  ReadOptions,
+  SeriesResult,
+  WriteOptions,
+  WriteResult,
+} from '../api/cluster-service.js';
+import { addTidemarkService, matchersFromPb, matchersToPb } from '../api/grpc-service.js';
+import { closed, isTidemarkError, notLeader, TidemarkError } from '../errors/index.js';
+import {
+  type SelectRequest as PbSelectRequest,
+  type SelectResponseSchema,
+  ShardReadService,
+} from '../gen/tidemark/v1/peer_pb.js';
+import { canonicalKeyFast, splitByShard } from '../ingest/batch.js';
+import { decodeBatch, encodeBatch } from '../ingest/batch-codec.js';
+import { MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS, seriesIdOfKey, shardOf } from '../model/index.js';
+import type { SampleBatch, SelectRequest } from '../storage/store.js';
+import {
+  addService,
+  bindServer,
+  type CallContext,
+  createClient,
+  createServer,
+  type ServiceClient,
+  shutdownServer,
+} from '../transport/grpc-adapter.js';
+import { type ForwardRequestInfo, type ForwardResult, PeerTransport } from '../transport/peer.js';
+import type { NodeConfig } from './config.js';
+import { GrpcSnapshotPeers } from './grpc-snapshot-peers.js';
+import { type BalanceCandidate, type BalancerOptions, LeaderBalancer } from './leader-balancer.js';
+import { type ReplicaDriverOptions, ShardReplica, type SnapshotRegistry } from './replica.js';
+import { ShardMap } from './shard-map.js';
+import type { SnapshotPeers } from './store-snapshot.js';
+
+/** The logging a node does (pino's Logger satisfies it). */
+export interface NodeLogger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+}
+
+export interface TidemarkNodeDeps {
+  logger?: NodeLogger;
+  /**
+   * Where replicas find peers' store images (snapshot install) and register their own. Default:
+   * GrpcSnapshotPeers (StoreImageService on the peer API port).
+   */
+  snapshots?: SnapshotPeers & SnapshotRegistry;
+  /** Driver overrides (on top of config.raft / config.limits). */
+  driver?: ReplicaDriverOptions;
+  /** Store checkpoint period (ms; default 30,000; 0 disables). */
+  checkpointIntervalMs?: number;
+  /** How often local replicas' leaders are observed and balancing runs (ms, default 100). */
+  observeIntervalMs?: number;
+  /** Leader balancing; `false` disables it. */
+  balancer?: BalancerOptions | false;
+  /** Default write deadline (ms, default 10,000). */
+  writeTimeoutMs?: number;
+  /** How long close() waits for leadership transfers (ms, default 2,000). */
+  closeTransferMs?: number;
+}
+
+/** Indexes of samples whose timestamp the entry codec refuses; undefined when there are none. */
+function splitInvalidTimestamps(
+  b: SampleBatch,
+): { valid: SampleBatch; origin: Uint32Array; invalid: number[] } | undefined {
+  const invalid: number[] = [];
+  for (let i = 0; i < b.length; i++) {
+    const t = b.timestamps[i]!;
+    if (!Number.isInteger(t) || t < MIN_TIMESTAMP_MS || t > MAX_TIMESTAMP_MS) invalid.push(i);
+  }
+  if (invalid.length === 0) return undefined;
+  const n = b.length - invalid.length;
+  const valid: SampleBatch = {
+    series: b.series,
+    seriesRef: new Uint32Array(n),
+    timestamps: new Float64Array(n),
+    values: new Float64Array(n),
+    length: n,
+  };
+  const origin = new Uint32Array(n);
+  let j = 0;
+  let k = 0;
+  for (let i = 0; i < b.length; i++) {
+    if (invalid[k] === i) {
+      k++;
+      continue;
+    }
+    valid.seriesRef[j] = b.seriesRef[i]!;
+    valid.timestamps[j] = b.timestamps[i]!;
+    valid.values[j] = b.values[i]!;
+    origin[j++] = i;
+  }
+  return { valid, origin, invalid };
+}
+
+type SelectResponseInit = MessageInitShape<typeof SelectResponseSchema>;
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, Math.max(0, ms)));
+
+function unavailable(reason: string, message: string, retryAfterMs = 50): TidemarkError {
+  return new TidemarkError('UNAVAILABLE', reason, message, { retryAfterMs });
+}
+
+/** A listen address others can dial: a wildcard host is replaced by the advertised peer host. */
+function dialable(listen: string, advertisePeer: string): string {
+  const colon = listen.lastIndexOf(':');
+  const host = listen.slice(0, colon);
+  if (host !== '0.0.0.0' && host !== '::' && host !== '[::]') return listen;
+  return `${advertisePeer.slice(0, advertisePeer.lastIndexOf(':'))}${listen.slice(colon)}`;
+}
+
+/** `host:port` with the actual port when 0 was asked for. */
+function withPort(address: string, port: number): string {
+  const colon = address.lastIndexOf(':');
+  return `${address.slice(0, colon)}:${port}`;
+}
+
+export class TidemarkNode implements ClusterService {
+  readonly id: string;
+  /** Bound addresses (ports resolved). */
+  readonly endpoints: { grpc: string; peer: string };
+  private map: ShardMap;
+  private readonly leaderSince = new Map<number, { leader: string; since: number }>();
+  private observeTimer: NodeJS.Timeout | undefined;
+  private readonly balancer: LeaderBalancer | undefined;
+  private closing = false;
+  private readonly readClients = new Map<string, ServiceClient<typeof ShardReadService>>();
+  private closedPromise: Promise<void> | undefined;
+  private readonly writeTimeoutMs: number;
+  private readonly log: NodeLogger | undefined;
+
+  private constructor(
+    readonly config: NodeConfig,
+    private readonly deps: TidemarkNodeDeps,
+    readonly replicas: ReadonlyMap<number, ShardReplica>,
+    readonly peer: PeerTransport,
+    private readonly grpcServer: grpc.Server,
+    endpoints: { grpc: string; peer: string },
+    map: ShardMap,
+    private readonly peerServer: grpc.Server,
+    private readonly grpcSnapshots: GrpcSnapshotPeers | undefined,
+  ) {
+    this.id = config.nodeId;
+    this.endpoints = endpoints;
+    this.map = map;
+    this.writeTimeoutMs = deps.writeTimeoutMs ?? 10_000;
+    this.log = deps.logger;
+    this.balancer = deps.balancer === false ? undefined : new LeaderBalancer(deps.balancer);
+  }
+
+  /** Starts the peer transport, opens the local replicas, then serves the client API. */
+  static async start(config: NodeConfig, deps: TidemarkNodeDeps = {}): Promise<TidemarkNode> {
+    const map = ShardMap.fromConfig(config);
+    const replicas = new Map<number, ShardReplica>();
+    let node: TidemarkNode | undefined;
+    const peers = new Map(config.peers.filter((p) => p.id !== config.nodeId).map((p) => [p.id, p.address]));
+    const peerMaxBytes = Math.max(config.limits.maxRequestBytes, 1024 * 1024) + 64 * 1024;
+    // The peer API server carries PeerService (Raft, snapshots messages, forwards) and StoreImageService.
+    const peerServer = createServer({ maxMessageBytes: peerMaxBytes });
+    const peer = await PeerTransport.start({
+      id: config.nodeId,
+      peers,
+      server: peerServer,
+      maxMessageBytes: peerMaxBytes,
+      onForward: (req) => {
+        if (node === undefined) throw unavailable('node_starting', `node ${config.nodeId} is starting`);
+        return node.serveForward(req);
+      },
+    });
+    const grpcSnapshots =
+      deps.snapshots === undefined
+        ? new GrpcSnapshotPeers({ id: config.nodeId, addressOf: (id) => peers.get(id) })
+        : undefined;
+    const snapshots = deps.snapshots ?? grpcSnapshots!;
+    grpcSnapshots?.serve(peerServer);
+    addService(peerServer, ShardReadService, {
+      select: async function* (req, ctx) {
+        if (node === undefined) throw unavailable('node_starting', `node ${config.nodeId} is starting`);
+        yield* node.serveSelect(req, ctx);
+      },
+    });
+    const server = createServer({ maxMessageBytes: config.limits.maxRequestBytes });
+    let peerPort: number;
+    try {
+      peerPort = await bindServer(peerServer, config.listen.peer);
+    } catch (err) {
+      await peer.close();
+      peerServer.forceShutdown();
+      throw err;
+    }
+    try {
+      for (const shard of map.shardsOfNode(config.nodeId)) {
+        const r = await ShardReplica.open({
+          shard,
+          nodeId: config.nodeId,
+          dataDir: config.dataDir,
+          transport: peer.shard(shard),
+          snapshotPeers: snapshots,
+          snapshotRegistry: snapshots,
+          voters: [...map.replicasOf(shard)],
+          storeOptions: config.store,
+          checkpointIntervalMs: deps.checkpointIntervalMs ?? 30_000,
+          driver: {
+            tickMs: config.raft.tickMs,
+            electionTick: config.raft.electionTicks,
+            heartbeatTick: config.raft.heartbeatTicks,
+            maxPendingProposals: config.limits.maxProposalQueue,
+            ...deps.driver,
+          },
+          onFatal: (err) => deps.logger?.warn({ shard, err: String(err) }, 'shard replica stopped'),
+        });
+        replicas.set(shard, r);
+      }
+      const grpcPort = await bindServer(server, config.listen.grpc);
+      const endpoints = {
+        grpc: withPort(config.listen.grpc, grpcPort),
+        peer: withPort(config.listen.peer, peerPort),
+      };
+      node = new TidemarkNode(
+        config,
+        deps,
+        replicas,
+        peer,
+        server,
+        endpoints,
+        map,
+        peerServer,
+        grpcSnapshots,
+      );
+      const self = node;
+      addTidemarkService(server, node, {
+        clientAddresses: () => ({ [self.id]: dialable(self.endpoints.grpc, config.advertisePeer) }),
+        defaultWriteTimeoutMs: node.writeTimeoutMs,
+      });
+      node.observe();
+      node.observeTimer = setInterval(() => self.tick(), deps.observeIntervalMs ?? 100);
+      node.observeTimer.unref();
+      return node;
+    } catch (err) {
+      server.forceShutdown();
+      for (const r of replicas.values()) await r.close().catch(() => {});
+      await peer.close();
+      grpcSnapshots?.close();
+      peerServer.forceShutdown();
+      throw err;
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // Observation and balancing
+
+  private tick(): void {
+    if (this.closing) return;
+    try {
+      this.observe();
+      this.balance();
+    } catch (err) {
+      this.log?.warn({ err: String(err) }, 'observe/balance failed');
+    }
+  }
+
+  /** Records every local replica's leader/term in the shard map. */
+  private observe(): void {
+    const now = Date.now();
+    const obs = [];
+    for (const [shard, r] of this.replicas) {
+      const s = r.driver.status();
+      obs.push({ shard, leader: s.leader, term: s.term });
+      const prev = this.leaderSince.get(shard);
+      if (prev === undefined || prev.leader !== s.leader)
+        this.leaderSince.set(shard, { leader: s.leader, since: now });
+    }
+    this.map = this.map.withObservations(obs);
+  }
+
+  private balance(): void {
+    if (this.balancer === undefined) return;
+    const now = Date.now();
+    const candidates: BalanceCandidate[] = [];
+    for (const [shard, r] of this.replicas) {
+      if (!r.isLeader()) continue;
+      const preferred = this.map.preferredLeaderOf(shard);
+      if (preferred === this.id) continue;
+      const core = r.driver.coreStatus() as
+        | {
+            progress?: Map<string, { match: number; recentActive: boolean; isLearner: boolean }>;
+            lastIndex: number;
+          }
+        | undefined;
+      const p = core?.progress?.get(preferred);
+      candidates.push({
+        shard,
+        self: this.id,
+        preferred,
+        leaderSince: this.leaderSince.get(shard)?.since ?? now,
+        lastIndex: core?.lastIndex ?? Number.POSITIVE_INFINITY,
+        preferredProgress:
+          p === undefined || p.isLearner ? undefined : { match: p.match, recentActive: p.recentActive },
+      });
+    }
+    for (const t of this.balancer.round(candidates, now)) {
+      this.log?.info({ shard: t.shard, to: t.to }, 'transferring leadership to the preferred leader');
+      this.replicas.get(t.shard)?.transferLeader(t.to);
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // ClusterService
+
+  async write(batch: SampleBatch, options: WriteOptions = {}): Promise<WriteResult> {
+    if (this.closing) throw closed(`node ${this.id}`);
+    const deadline = Math.floor(options.deadline ?? Date.now() + this.writeTimeoutMs);
+    const S = this.config.shards;
+    const parts = splitByShard(batch, S);
+    // Original index of each part's samples (splitByShard keeps their order within a shard).
+    const shardOfRef = new Int32Array(batch.series.length).fill(-1);
+    const counts = new Uint32Array(S);
+    const sampleShard = new Int32Array(batch.length);
+    for (let i = 0; i < batch.length; i++) {
+      const ref = batch.seriesRef[i]!;
+      let s = shardOfRef[ref]!;
+      if (s < 0) {
+        s = S === 1 ? 0 : shardOf(seriesIdOfKey(canonicalKeyFast(batch.series[ref]!)), S);
+        shardOfRef[ref] = s;
+      }
+      sampleShard[i] = s;
+      counts[s]!++;
+    }
+    const origin = Array.from(counts, (c) => new Uint32Array(c));
+    const fill = new Uint32Array(S);
+    for (let i = 0; i < batch.length; i++) {
+      const s = sampleShard[i]!;
+      origin[s]![fill[s]!++] = i;
+    }
+    const results = await Promise.all(
+      parts.map((part, shard) => (part.length === 0 ? undefined : this.writePart(shard, part, deadline))),
+    );
+    let accepted = 0;
+    const rejected: WriteResult['rejected'] = [];
+    results.forEach((r, shard) => {
+      if (r === undefined) return;
+      accepted += r.accepted;
+      for (const x of r.rejected) rejected.push({ index: origin[shard]![x.index]!, reason: x.reason });
+    });
+    rejected.sort((a, b) => a.index - b.index);
+    return { accepted, rejected };
+  }
+
+  /** The node to send shard `shard`'s writes to next: the hint, else a known leader, else a replica in turn. */
+  private targetOf(shard: number, hint: string | undefined, attempt: number): string {
+    if (hint !== undefined && hint !== '') return hint;
+    const local = this.replicas.get(shard);
+    const leader = local?.leader() || this.map.leaderOf(shard);
+    if (leader !== '') return leader;
+    if (local !== undefined) return this.id;
+    const replicas = this.map.replicasOf(shard);
+    return replicas[attempt % replicas.length]!;
+  }
+
+  private async writePart(
+    shard: number,
+    part: SampleBatch,
+    deadline: number,
+  ): Promise<{ accepted: number; rejected: { index: number; reason: string }[] }> {
+    let encoded: Uint8Array | undefined;
+    let hint: string | undefined;
+    let last: unknown;
+    for (let attempt = 0; ; attempt++) {
+      if (this.closing) throw closed(`node ${this.id}`);
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        throw new TidemarkError(
+          'DEADLINE_EXCEEDED',
+          'deadline_exceeded',
+          `write to shard ${shard} did not complete before its deadline${last instanceof Error ? ` (last error: ${last.message})` : ''}`,
+          { outcome: attempt === 0 ? 'none' : 'unknown', shard },
+        );
+      }
+      const target = this.targetOf(shard, hint, attempt);
+      hint = undefined;
+      let backoff = Math.min(50 * 2 ** Math.min(attempt, 5), 1000);
+      try {
+        if (target === this.id) {
+          const r = this.replicas.get(shard);
+          if (r === undefined)
+            throw notLeader(undefined, `node ${this.id} holds no replica of shard ${shard}`);
+          if (!r.isLeader()) throw notLeader(r.leader() || undefined);
+          const res = await r.write(part, { deadline });
+          return { accepted: res.accepted, rejected: res.rejected };
+        }
+        if (encoded === undefined) {
+          const split = splitInvalidTimestamps(part);
+          if (split !== undefined) {
+            // The entry codec refuses invalid timestamps; the store rejects them per sample. Reject them
+            // here and forward the rest, so a forwarded write answers like a local one.
+            const rest =
+              split.valid.length === 0
+                ? { accepted: 0, rejected: [] }
+                : await this.writePart(shard, split.valid, deadline);
+            const rejected = [
+              ...split.invalid.map((index) => ({ index, reason: 'invalid_timestamp' })),
+              ...rest.rejected.map((x) => ({ index: split.origin[x.index]!, reason: x.reason })),
+            ].sort((a, b) => a.index - b.index);
+            return { accepted: rest.accepted, rejected };
+          }
+          encoded = encodeBatch(part);
+        }
+        // Bound each attempt so a hung peer cannot eat the whole deadline.
+        const res = await this.peer.forward(target, shard, encoded, {
+          deadline: Math.floor(Math.min(deadline, Date.now() + Math.max(2000, left / 2))),
+        });
+        return {
+          accepted: res.accepted,
+          rejected: res.rejected.map((x) => ({ index: x.sampleIndex, reason: x.reason })),
+        };
+      } catch (err) {
+        last = err;
+        if (!isTidemarkError(err)) throw err;
+        switch (err.code) {
+          case 'NOT_LEADER': {
+            const h = err.details.leaderHint;
+            if (typeof h === 'string' && h !== '' && h !== target) {
+              hint = h;
+              backoff = 0;
+            }
+            break;
+          }
+          case 'UNAVAILABLE':
+          case 'RESOURCE_EXHAUSTED':
+          case 'CLOSED': // the target is shutting down
+            backoff = Math.max(backoff, Math.min(err.retryAfterMs ?? 0, 1000));
+            break;
+          case 'DEADLINE_EXCEEDED':
+            if (Date.now() >= deadline) throw err;
+            break; // a per-attempt bound passed: try again (writes are idempotent)
+          default:
+            throw err;
+        }
+        if (err.code !== 'NOT_LEADER' || hint === undefined) {
+          // Forget a leader that failed us, so the next attempt asks around.
+          this.map = this.map.withObservedLeader(shard, '', this.map.shard(shard).term);
+        }
+      }
+      if (backoff > 0) await sleep(Math.min(backoff, deadline - Date.now()));
+    }
+  }
+
+  /** PeerService.Forward: a batch for a shard this node should lead. */
+  private async serveForward(req: ForwardRequestInfo): Promise<ForwardResult> {
+    if (this.closing) throw unavailable('node_closing', `node ${this.id} is shutting down`);
+    const r = this.replicas.get(req.shard);
+    if (r === undefined) {
+      const h = this.map.leaderOf(req.shard);
+      throw notLeader(
+        h === '' || h === this.id ? undefined : h,
+        `node ${this.id} holds no replica of shard ${req.shard}`,
+      );
+    }
+    if (!r.isLeader()) {
+      const h = r.leader();
+      throw notLeader(h === '' || h === this.id ? undefined : h);
+    }
+    const { batch } = decodeBatch(req.batch);
+    const res = await r.write(batch, req.deadline === undefined ? {} : { deadline: req.deadline });
+    return {
+      accepted: res.accepted,
+      rejected: res.rejected.map((x) => ({
+        seriesIndex: batch.seriesRef[x.index] ?? 0,
+        sampleIndex: x.index,
+        reason: x.reason,
+      })),
+    };
+  }
+
+  async select(request: SelectRequest, options: ReadOptions = {}): Promise<SeriesResult[]> {
+    if (this.closing) throw closed(`node ${this.id}`);
+    const opts = {
+      ...(options.stale ? { stale: true } : {}),
+      deadline: options.deadline ?? Date.now() + this.writeTimeoutMs,
+    };
+    const perShard = await Promise.all(
+      Array.from({ length: this.config.shards }, async (_, shard) => {
+        const r = this.replicas.get(shard);
+        if (r === undefined) return this.selectRemote(shard, request, opts);
+        const data = await this.readShard(r, request, opts);
+        return data.map((d): SeriesResult => {
+          const a = d.toArrays();
+          return {
+            metric: d.series.metric,
+            tags: { ...d.series.tags },
+            timestamps: a.ts.slice(0, a.count),
+            values: a.vals.slice(0, a.count),
+          };
+        });
+      }),
+    );
+    const out = perShard.flat();
+    const key = (s: SeriesResult) => `${s.metric}\u0000${JSON.stringify(Object.entries(s.tags).sort())}`;
+    out.sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
+    return out;
+  }
+
+  /** Selects shard `shard` through a node holding a replica (ShardReadService), retrying until the deadline. */
+  private async selectRemote(
+    shard: number,
+    request: SelectRequest,
+    opts: { stale?: boolean; deadline: number },
+  ): Promise<SeriesResult[]> {
+    const replicas = this.map.replicasOf(shard);
+    let last: unknown;
+    for (let attempt = 0; ; attempt++) {
+      if (this.closing) throw closed(`node ${this.id}`);
+      const leader = this.map.leaderOf(shard);
+      // Linearizable reads go to the leader first (ReadIndex works on followers too, one hop more).
+      const to = attempt === 0 && leader !== '' ? leader : replicas[attempt % replicas.length]!;
+      const address = this.config.peers.find((p) => p.id === to)?.address;
+      try {
+        if (address === undefined) throw unavailable('unknown_peer', `no address for node ${to}`);
+        const out: SeriesResult[] = [];
+        const call = this.readClientOf(to, address).select(
+          {
+            shard,
+            metric: request.metric,
+            matchers: matchersToPb(request.matchers ?? []),
+            minT: BigInt(request.minT ?? 0),
+            maxT: BigInt(request.maxT ?? 0),
+            stale: opts.stale === true,
+          },
+          { deadline: opts.deadline },
+        );
+        for await (const m of call) {
+          for (const s of m.series) {
+            out.push({
+              metric: s.series?.metric ?? '',
+              tags: { ...(s.series?.tags ?? {}) },
+              timestamps: Float64Array.from(s.timestamps, (t) => Number(t)),
+              values: Float64Array.from(s.values),
+            });
+          }
+        }
+        return out;
+      } catch (err) {
+        last = err;
+        const retry =
+          isTidemarkError(err) &&
+          ['NOT_LEADER', 'UNAVAILABLE', 'RESOURCE_EXHAUSTED', 'NOT_FOUND', 'CLOSED'].includes(err.code);
+        const wait = attempt < replicas.length ? 0 : Math.min(20 * 2 ** Math.min(attempt, 5), 500);
+        if (!retry || Date.now() + wait >= opts.deadline) throw last;
+        if (wait > 0) await sleep(wait);
+      }
+    }
+  }
+
+  private readClientOf(id: string, address: string): ServiceClient<typeof ShardReadService> {
+    let c = this.readClients.get(id);
+    if (c === undefined) {
+      c = createClient(ShardReadService, address);
+      this.readClients.set(id, c);
+    }
+    return c;
+  }
+
+  /** ShardReadService.Select: one local shard's matching series, in pieces. */
+  private async *serveSelect(req: PbSelectRequest, ctx: CallContext): AsyncGenerator<SelectResponseInit> {
+    if (this.closing) throw unavailable('node_closing', `node ${this.id} is shutting down`);
+    const r = this.replicas.get(req.shard);
+    if (r === undefined) {
+      throw new TidemarkError(
+        'NOT_FOUND',
+        'unknown_shard',
+        `node ${this.id} holds no replica of shard ${req.shard}`,
+      );
+    }
+    const request: SelectRequest = { metric: req.metric, matchers: matchersFromPb(req.matchers) };
+    if (req.minT !== 0n) request.minT = Number(req.minT);
+    if (req.maxT !== 0n) request.maxT = Number(req.maxT);
+    const data = await this.readShard(r, request, {
+      ...(req.stale ? { stale: true } : {}),
+      deadline: ctx.deadline ?? Date.now() + this.writeTimeoutMs,
+    });
+    for (let i = 0; i < data.length; i += 256) {
+      yield {
+        series: data.slice(i, i + 256).map((d) => {
+          const a = d.toArrays();
+          return {
+            series: { metric: d.series.metric, tags: { ...d.series.tags } },
+            timestamps: Array.from(a.ts.subarray(0, a.count), (t) => BigInt(t)),
+            values: Array.from(a.vals.subarray(0, a.count)),
+          };
+        }),
+      };
+    }
+  }
+
+  /** Reads one local replica, retrying while its group elects or moves a leader (until the deadline). */
+  private async readShard(
+    r: ShardReplica,
+    request: SelectRequest,
+    opts: { stale?: boolean; deadline: number },
+  ): Promise<Awaited<ReturnType<ShardReplica['read']>>> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await r.read(request, opts);
+      } catch (err) {
+        const retry =
+          isTidemarkError(err) &&
+          (err.code === 'NOT_LEADER' || err.code === 'UNAVAILABLE' || err.code === 'RESOURCE_EXHAUSTED');
+        const wait = Math.min(20 * 2 ** Math.min(attempt, 5), 500);
+        if (!retry || this.closing || Date.now() + wait >= opts.deadline) throw err;
+        await sleep(wait);
+      }
+    }
+  }
+
+  shardMap() {
+    this.observe();
+    return this.map.toJSON();
+  }
+
+  status(): NodeStatus {
+    return {
+      nodeId: this.id,
+      shardCount: this.config.shards,
+      replicas: [...this.replicas].map(([shard, r]) => {
+        const s = r.driver.status();
+        return { shard, role: s.role, term: s.term, commit: s.commit, applied: s.applied, leader: s.leader };
+      }),
+    };
+  }
+
+  readiness(): Readiness {
+    const reasons: string[] = [];
+    if (this.closing) reasons.push('node is shutting down');
+    for (const [shard, r] of this.replicas) {
+      const s = r.driver.status();
+      if (s.leader === '') reasons.push(`shard ${shard}: no leader`);
+      else if (s.applied < s.commit)
+        reasons.push(`shard ${shard}: applied ${s.applied} < commit ${s.commit}`);
+    }
+    return { ready: reasons.length === 0, reasons };
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // Shutdown
+
+  /**
+   * Refuses new writes, hands local leaderships to caught-up peers (bounded by closeTransferMs), closes
+   * the client API, the replicas and the peer transport. Idempotent.
+   */
+  close(): Promise<void> {
+    this.closedPromise ??= this.doClose();
+    return this.closedPromise;
+  }
+
+  private async doClose(): Promise<void> {
+    this.closing = true;
+    if (this.observeTimer) clearInterval(this.observeTimer);
+    const api = shutdownServer(this.grpcServer, 500);
+    await this.transferAway(this.deps.closeTransferMs ?? 2000);
+    await api;
+    for (const [shard, r] of this.replicas) {
+      await r.close().catch((err) => this.log?.warn({ shard, err: String(err) }, 'closing replica failed'));
+    }
+    await this.peer.close();
+    this.grpcSnapshots?.close();
+    for (const c of this.readClients.values()) c.close();
+    await shutdownServer(this.peerServer, 500);
+  }
+
+  private async transferAway(budgetMs: number): Promise<void> {
+    if (this.config.peers.length < 2 || budgetMs <= 0) return;
+    const end = Date.now() + budgetMs;
+    const leading = () => [...this.replicas].filter(([, r]) => r.isLeader());
+    for (const [shard, r] of leading()) {
+      const core = r.driver.coreStatus() as
+        | {
+            progress?: Map<string, { match: number; recentActive: boolean; isLearner: boolean }>;
+            lastIndex: number;
+          }
+        | undefined;
+      let best: string | undefined;
+      let bestMatch = -1;
+      for (const [id, p] of core?.progress ?? []) {
+        if (id === this.id || p.isLearner || !p.recentActive) continue;
+        // Prefer the preferred leader when it is as caught up as anyone.
+        const match = p.match + (id === this.map.preferredLeaderOf(shard) ? 0.5 : 0);
+        if (match > bestMatch) {
+          best = id;
+          bestMatch = match;
+        }
+      }
+      if (best !== undefined) r.transferLeader(best);
+    }
+    while (Date.now() < end && leading().length > 0) await sleep(20);
+  }
+
+  /** Closes the node and deletes its data directory (tests). */
+  async destroy(): Promise<void> {
+    await this.close();
+    await rm(this.config.dataDir, { recursive: true, force: true });
+  }
+}
