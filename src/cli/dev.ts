@@ -46,6 +46,8 @@ export async function dev(argv: string[]): Promise<number> {
     dataDir: join(dir, `node-${i}`),
   }));
   const peers = nodes.map((n) => `${n.id}=${n.peer}`).join(',');
+  // Every node's client address, so the ShardMap RPC lets clients route straight to shard leaders.
+  const peerClients = nodes.map((n) => `${n.id}=${n.grpc}`).join(',');
   // Re-run this same CLI (tsx in development, bin/tidemark.js when built) as `start`.
   const script = process.argv[1]!;
   const children: ChildProcess[] = [];
@@ -65,6 +67,7 @@ export async function dev(argv: string[]): Promise<number> {
         `--grpc=${n.grpc}`,
         `--peer-listen=${n.peer}`,
         `--peers=${peers}`,
+        `--peer-clients=${peerClients}`,
         `--shards=${shards}`,
         `--data-dir=${n.dataDir}`,
       ],

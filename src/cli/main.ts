@@ -23,10 +23,16 @@ Commands:
                     a local cluster of N node processes (node i at ports P, P+1, P+2 + 10·i), with demo data
   demo [--dir DIR] [--series N] [--hours H]
                     open a single-node shard store, write demo data, query it and print the result
+  write <metric> <value> [tag=value ...] [--timestamp T] | --file PATH|-
+                    write a sample, or line protocol from a file or stdin, to a cluster
+  query <metric> [tag=value|tag!=value|tag=~re|tag!~re ...] [--start T] [--end T] [--chart|--json]
+                    print the matching series' samples as a table (or a chart, or JSON)
+  status [--json]   nodes and shards of a cluster: leaders, terms, applied index, health
   version           print the version
   help              this text
 
-More cluster commands (write, query, status) are to come; see docs/cluster.md.`;
+write, query and status talk to a cluster's gRPC client API: --endpoint HOST:PORT (default 127.0.0.1:4243,
+node-0 of \`tidemark dev\`); \`tidemark <command> --help\` for their options. See docs/cluster.md.`;
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -53,6 +59,18 @@ export async function main(argv: string[]): Promise<number> {
     case 'demo': {
       const { demo } = await import('./demo.js');
       return demo(rest);
+    }
+    case 'write': {
+      const { write } = await import('./write.js');
+      return write(rest);
+    }
+    case 'query': {
+      const { query } = await import('./query.js');
+      return query(rest);
+    }
+    case 'status': {
+      const { status } = await import('./status.js');
+      return status(rest);
     }
     default:
       console.error(`tidemark: unknown command "${command}"\n\n${HELP}`);

@@ -13,7 +13,7 @@ export async function start(argv: string[]): Promise<number> {
   const config = loadConfig({ argv, env: process.env, hostname: hostname() });
   const logger = pino({ name: 'tidemark', base: { node: config.nodeId } }, pino.destination({ sync: true }));
   const node = await TidemarkNode.start(config, { logger });
-  const http = createHttpApi({ cluster: node, logger });
+  const http = createHttpApi({ cluster: node, logger, metrics: node.metrics.registry });
   let httpAddress: string;
   try {
     const hp = splitHostPort(config.listen.http)!;

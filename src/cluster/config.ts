@@ -41,6 +41,12 @@ export interface NodeConfig {
   readonly advertisePeer: string;
   /** Static bootstrap membership, sorted by id; always includes this node. */
   readonly peers: readonly PeerSpec[];
+  /**
+   * Client API (gRPC) address of nodes by id, returned in the ShardMap RPC so clients route to leaders:
+   * `--peer-clients`, derived in StatefulSet mode (`<name>-<i>.<service>:<grpc port>`); nodes not listed are
+   * unknown to clients except the answering node itself. Every id is one of `peers`.
+   */
+  readonly peerClients: Readonly<Record<string, string>>;
   /** Shard count S, fixed at cluster creation (= Kafka partition count). */
   readonly shards: number;
   /** Replicas per shard R, 1 <= R <= peers.length. */
@@ -76,6 +82,7 @@ export const DEFAULT_CONFIG: NodeConfig = deepFreeze({
   listen: { http: '0.0.0.0:4242', grpc: '0.0.0.0:4243', peer: '0.0.0.0:4244' },
   advertisePeer: '',
   peers: [],
+  peerClients: {},
   shards: 16,
   replication: 3,
   dataDir: 'data',
@@ -87,7 +94,16 @@ export const DEFAULT_CONFIG: NodeConfig = deepFreeze({
 // ---------------------------------------------------------------------------------------------------------
 // The settings table
 
-type Kind = 'int' | 'storeInt' | 'nodeId' | 'listen' | 'address' | 'peers' | 'path' | 'statefulset';
+type Kind =
+  | 'int'
+  | 'storeInt'
+  | 'nodeId'
+  | 'listen'
+  | 'address'
+  | 'peers'
+  | 'peerClients'
+  | 'path'
+  | 'statefulset';
 
 export interface SettingSpec {
   /** Config-file key (dotted = nested object) and the field named in errors. */
@@ -111,6 +127,7 @@ export const SETTINGS: readonly SettingSpec[] = Object.freeze([
   { key: 'listen.peer', flag: 'peer-listen', env: 'TIDEMARK_PEER_LISTEN', kind: 'listen' },
   { key: 'advertisePeer', flag: 'advertise-peer', env: 'TIDEMARK_ADVERTISE_PEER', kind: 'address' },
   { key: 'peers', flag: 'peers', env: 'TIDEMARK_PEERS', kind: 'peers' },
+  { key: 'peerClients', flag: 'peer-clients', env: 'TIDEMARK_PEER_CLIENTS', kind: 'peerClients' },
   {
     key: 'statefulset.service',
     flag: 'peers-from-statefulset',
@@ -323,6 +340,8 @@ function parseValue(s: SettingSpec, g: Given): unknown {
       return value;
     case 'peers':
       return parsePeers(s, g);
+    case 'peerClients':
+      return parsePeerClients(s, g);
     case 'statefulset':
       // The service part only; `service,replicas` is split by the caller.
       if (typeof value !== 'string' || !/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(value)) {
@@ -452,6 +471,56 @@ function parsePeers(s: SettingSpec, g: Given): PeerSpec[] {
     out.push({ id, address: address as string });
   }
   return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+}
+
+/** `id=host:port,...` (or, in the file, `{"id": "host:port"}`) → client addresses by id. */
+function parsePeerClients(s: SettingSpec, g: Given): Record<string, string> {
+  const { value, where, kind } = g;
+  let entries: [unknown, unknown][];
+  if (typeof value === 'string') {
+    const text = value.trim();
+    if (text === '') throw fail('setting_invalid', s.key, where, 'must list at least one id=host:port');
+    entries = text.split(',').map((part, i) => {
+      const eq = part.indexOf('=');
+      if (eq < 0) {
+        throw fail(
+          'setting_invalid',
+          s.key,
+          where,
+          `entry ${i + 1} must be id=host:port, got ${JSON.stringify(part.trim())}`,
+        );
+      }
+      return [part.slice(0, eq).trim(), part.slice(eq + 1).trim()];
+    });
+  } else if (!fromTextKind(kind) && value !== null && typeof value === 'object' && !Array.isArray(value)) {
+    entries = Object.entries(value as Record<string, unknown>);
+  } else {
+    throw fail(
+      'setting_invalid',
+      s.key,
+      where,
+      `must be "id=host:port,..." or an object {id: "host:port"}, got ${show(value, kind)}`,
+    );
+  }
+  const out: Record<string, string> = {};
+  for (const [id, address] of entries) {
+    if (!isValidNodeId(id)) {
+      throw fail('peer_id_invalid', s.key, where, `has an invalid node id ${safeJson(id)}`);
+    }
+    if (Object.hasOwn(out, id))
+      throw fail('peer_id_duplicate', s.key, where, `lists node id ${JSON.stringify(id)} twice`);
+    const hp = typeof address === 'string' ? splitHostPort(address) : undefined;
+    if (hp === undefined || hp.port === 0 || WILDCARD_HOSTS.has(hp.host)) {
+      throw fail(
+        'peer_address_invalid',
+        s.key,
+        where,
+        `has an invalid client address ${safeJson(address)} for ${JSON.stringify(id)} (want a dialable host:port)`,
+      );
+    }
+    out[id] = address as string;
+  }
+  return out;
 }
 
 const fromTextKind = (kind: SourceKind): boolean => kind === 'flag' || kind === 'env';
@@ -718,6 +787,7 @@ function resolve(layers: Layer[], hostname: string | undefined): NodeConfig {
   // Membership: StatefulSet mode or a static list.
   let nodeIdG = pick('nodeId');
   let peersG = pick('peers');
+  let stsClients: Record<string, string> = {};
   const stsService = pick('statefulset.service');
   const stsReplicas = pick('statefulset.replicas');
   if (stsService.kind === 'default' && stsReplicas.kind !== 'default') {
@@ -750,6 +820,10 @@ function resolve(layers: Layer[], hostname: string | undefined): NodeConfig {
     }
     nodeIdG = { value: derived.nodeId, where: `hostname (${stsService.where})`, kind: stsService.kind };
     peersG = { value: derived.peers, where: stsService.where, kind: stsService.kind };
+    const grpcPort = splitHostPort(str('listen.grpc'))!.port || 4243;
+    stsClients = Object.fromEntries(
+      derived.peers.map((p) => [p.id, `${p.address.slice(0, p.address.lastIndexOf(':'))}:${grpcPort}`]),
+    );
   }
   const nodeId = nodeIdG.value as string;
 
@@ -783,6 +857,23 @@ function resolve(layers: Layer[], hostname: string | undefined): NodeConfig {
     advertisePeer = self.address;
   }
 
+  // Client addresses: derived (StatefulSet mode) < explicit; every id must be a peer.
+  const peerClientsG = pick('peerClients');
+  const explicitClients = peerClientsG.value as Record<string, string>;
+  for (const id of Object.keys(explicitClients)) {
+    if (!peers.some((p) => p.id === id)) {
+      throw fail(
+        'peer_clients_unknown_id',
+        'peerClients',
+        peerClientsG.where,
+        `names ${JSON.stringify(id)}, which is not a node of the cluster (${peersG.where} lists ${peers.map((p) => JSON.stringify(p.id)).join(', ')})`,
+      );
+    }
+  }
+  const peerClients = Object.fromEntries(
+    Object.entries({ ...stsClients, ...explicitClients }).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+  );
+
   // Replication.
   const replicationG = pick('replication');
   let replication = replicationG.value as number;
@@ -804,6 +895,7 @@ function resolve(layers: Layer[], hostname: string | undefined): NodeConfig {
     listen: { http: str('listen.http'), grpc: str('listen.grpc'), peer: str('listen.peer') },
     advertisePeer,
     peers,
+    peerClients,
     shards: num('shards'),
     replication,
     dataDir: str('dataDir'),

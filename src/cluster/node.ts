@@ -26,7 +26,7 @@ import type {
   WriteResult,
 } from '../api/cluster-service.js';
 import { addTidemarkService, matchersFromPb, matchersToPb } from '../api/grpc-service.js';
-import { closed, isTidemarkError, notLeader, TidemarkError } from '../errors/index.js';
+import { closed, invalidArgument, isTidemarkError, notLeader, TidemarkError } from '../errors/index.js';
 import {
   type SelectRequest as PbSelectRequest,
   type SelectResponseSchema,
@@ -49,6 +49,7 @@ import { type ForwardRequestInfo, type ForwardResult, PeerTransport } from '../t
 import type { NodeConfig } from './config.js';
 import { GrpcSnapshotPeers } from './grpc-snapshot-peers.js';
 import { type BalanceCandidate, type BalancerOptions, LeaderBalancer } from './leader-balancer.js';
+import { NodeMetrics } from './node-metrics.js';
 import { type ReplicaDriverOptions, ShardReplica, type SnapshotRegistry } from './replica.js';
 import { ShardMap } from './shard-map.js';
 import type { SnapshotPeers } from './store-snapshot.js';
@@ -114,6 +115,20 @@ function splitInvalidTimestamps(
   return { valid, origin, invalid };
 }
 
+/** A forwarded batch must hold only series of the shard it names, or they would be stored on the wrong shard. */
+function checkShardOfSeries(b: SampleBatch, shard: number, shards: number): void {
+  if (shards === 1) return;
+  for (let i = 0; i < b.series.length; i++) {
+    const s = shardOf(seriesIdOfKey(canonicalKeyFast(b.series[i]!)), shards);
+    if (s !== shard)
+      throw invalidArgument(
+        'wrong_shard',
+        `batch.series[${i}]`,
+        `batch.series[${i}] belongs to shard ${s}, not ${shard}`,
+      );
+  }
+}
+
 type SelectResponseInit = MessageInitShape<typeof SelectResponseSchema>;
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, Math.max(0, ms)));
@@ -149,6 +164,8 @@ export class TidemarkNode implements ClusterService {
   private closedPromise: Promise<void> | undefined;
   private readonly writeTimeoutMs: number;
   private readonly log: NodeLogger | undefined;
+  /** The node's Prometheus metrics (its own registry; ./node-metrics.ts). */
+  readonly metrics: NodeMetrics;
 
   private constructor(
     readonly config: NodeConfig,
@@ -167,6 +184,7 @@ export class TidemarkNode implements ClusterService {
     this.writeTimeoutMs = deps.writeTimeoutMs ?? 10_000;
     this.log = deps.logger;
     this.balancer = deps.balancer === false ? undefined : new LeaderBalancer(deps.balancer);
+    this.metrics = new NodeMetrics({ replicas: () => this.replicas, peerStats: () => peer.stats });
   }
 
   /** Starts the peer transport, opens the local replicas, then serves the client API. */
@@ -250,7 +268,11 @@ export class TidemarkNode implements ClusterService {
       );
       const self = node;
       addTidemarkService(server, node, {
-        clientAddresses: () => ({ [self.id]: dialable(self.endpoints.grpc, config.advertisePeer) }),
+        // Configured client addresses (--peer-clients / StatefulSet); this node's own bound one when not given.
+        clientAddresses: () => ({
+          ...config.peerClients,
+          [self.id]: config.peerClients[self.id] ?? dialable(self.endpoints.grpc, config.advertisePeer),
+        }),
         defaultWriteTimeoutMs: node.writeTimeoutMs,
       });
       node.observe();
@@ -287,6 +309,7 @@ export class TidemarkNode implements ClusterService {
     for (const [shard, r] of this.replicas) {
       const s = r.driver.status();
       obs.push({ shard, leader: s.leader, term: s.term });
+      this.metrics.observeLeader(shard, s.leader);
       const prev = this.leaderSince.get(shard);
       if (prev === undefined || prev.leader !== s.leader)
         this.leaderSince.set(shard, { leader: s.leader, since: now });
@@ -328,7 +351,11 @@ export class TidemarkNode implements ClusterService {
   // -------------------------------------------------------------------------------------------------------
   // ClusterService
 
-  async write(batch: SampleBatch, options: WriteOptions = {}): Promise<WriteResult> {
+  write(batch: SampleBatch, options: WriteOptions = {}): Promise<WriteResult> {
+    return this.metrics.trackWrite(this.writeBatch(batch, options));
+  }
+
+  private async writeBatch(batch: SampleBatch, options: WriteOptions): Promise<WriteResult> {
     if (this.closing) throw closed(`node ${this.id}`);
     const deadline = Math.floor(options.deadline ?? Date.now() + this.writeTimeoutMs);
     const S = this.config.shards;
@@ -406,7 +433,7 @@ export class TidemarkNode implements ClusterService {
           if (r === undefined)
             throw notLeader(undefined, `node ${this.id} holds no replica of shard ${shard}`);
           if (!r.isLeader()) throw notLeader(r.leader() || undefined);
-          const res = await r.write(part, { deadline });
+          const res = await this.metrics.trackProposal(shard, r.write(part, { deadline }));
           return { accepted: res.accepted, rejected: res.rejected };
         }
         if (encoded === undefined) {
@@ -427,9 +454,12 @@ export class TidemarkNode implements ClusterService {
           encoded = encodeBatch(part);
         }
         // Bound each attempt so a hung peer cannot eat the whole deadline.
-        const res = await this.peer.forward(target, shard, encoded, {
-          deadline: Math.floor(Math.min(deadline, Date.now() + Math.max(2000, left / 2))),
-        });
+        const res = await this.metrics.trackForward(
+          shard,
+          this.peer.forward(target, shard, encoded, {
+            deadline: Math.floor(Math.min(deadline, Date.now() + Math.max(2000, left / 2))),
+          }),
+        );
         return {
           accepted: res.accepted,
           rejected: res.rejected.map((x) => ({ index: x.sampleIndex, reason: x.reason })),
@@ -469,6 +499,12 @@ export class TidemarkNode implements ClusterService {
   /** PeerService.Forward: a batch for a shard this node should lead. */
   private async serveForward(req: ForwardRequestInfo): Promise<ForwardResult> {
     if (this.closing) throw unavailable('node_closing', `node ${this.id} is shutting down`);
+    if (!Number.isInteger(req.shard) || req.shard < 0 || req.shard >= this.config.shards)
+      throw invalidArgument(
+        'shard_invalid',
+        'shard',
+        `shard ${req.shard} is not in [0, ${this.config.shards})`,
+      );
     const r = this.replicas.get(req.shard);
     if (r === undefined) {
       const h = this.map.leaderOf(req.shard);
@@ -482,7 +518,11 @@ export class TidemarkNode implements ClusterService {
       throw notLeader(h === '' || h === this.id ? undefined : h);
     }
     const { batch } = decodeBatch(req.batch);
-    const res = await r.write(batch, req.deadline === undefined ? {} : { deadline: req.deadline });
+    checkShardOfSeries(batch, req.shard, this.config.shards);
+    const res = await this.metrics.trackProposal(
+      req.shard,
+      r.write(batch, req.deadline === undefined ? {} : { deadline: req.deadline }),
+    );
     return {
       accepted: res.accepted,
       rejected: res.rejected.map((x) => ({

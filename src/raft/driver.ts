@@ -259,6 +259,8 @@ export class RaftDriver {
   private running = false;
   private scheduled = false;
   private loopDone: Promise<void> = Promise.resolve();
+  /** The last commit-only hard state save, not waited for by the loop (stop() waits for it). */
+  private lazySave: Promise<void> = Promise.resolve();
   private tickHandle: unknown;
   private fatal: unknown;
   private readonly stats: DriverStats = {
@@ -321,7 +323,14 @@ export class RaftDriver {
       await this.sm.restore(this.storage.snapshot());
     }
     this.applied = this.sm.appliedIndex();
-    const init = this.storage.initialState();
+    let init = this.storage.initialState();
+    if (this.applied > init.hardState.commit && this.applied <= this.storage.lastIndex()) {
+      // Commit-only hard states are saved without waiting (handleReady), so after a crash the state
+      // machine may have durably applied entries past the durable commit index. They were committed (only
+      // committed entries are applied): record that before the core starts (it refuses applied > commit).
+      await this.storage.save({ ...init.hardState, commit: this.applied }, []);
+      init = this.storage.initialState();
+    }
     this.hard = { ...init.hardState };
     this.conf = init.conf;
     this.confLog = [{ index: snapMeta.index, conf: init.conf }];
@@ -464,6 +473,7 @@ export class RaftDriver {
     this.stopped = true;
     if (this.tickHandle !== undefined) this.timers.clearInterval(this.tickHandle);
     await this.loopDone;
+    await this.lazySave.catch(() => {});
     this.rejectAll(this.stoppedError());
     await this.transport.close();
   }
@@ -696,17 +706,33 @@ export class RaftDriver {
       if (leaderChanged) this.rejectUnansweredReads();
     }
 
+    // A leader's appends and heartbeats may leave while it writes the same entries locally (the core
+    // counts the leader's own acknowledgement only in advance(), once durable): the followers' disk
+    // writes overlap the leader's instead of following it. Only when nothing in the Ready depends on
+    // state still being persisted: no snapshot, no term or vote change, nothing but App / Heartbeat.
+    const early = this.canSendEarly(rd);
+    if (early) this.send(rd.messages);
+
     // 1. Persist, durably.
     if (rd.snapshot) await this.storage.applySnapshot(rd.snapshot);
     if (rd.entries.length > 0 || rd.hardState) {
-      await this.storage.save(rd.hardState, rd.entries);
+      const saved = this.storage.save(rd.hardState, rd.entries);
       this.stats.persistedEntries += rd.entries.length;
+      if (this.commitOnly(rd)) {
+        // Only the commit index moved: it promises nothing to anyone (it is re-learned from the leader
+        // after a crash), so it is written in order with the next saves but not waited for (etcd's
+        // MustSync). A failed write still stops the driver.
+        this.lazySave = saved;
+        saved.catch((err: unknown) => this.fail(err));
+      } else {
+        await saved;
+      }
     }
     if (rd.hardState) this.hard = { ...rd.hardState };
     if (this.stopped) return;
 
     // 2. Send.
-    if (rd.messages.length > 0) this.send(rd.messages);
+    if (!early && rd.messages.length > 0) this.send(rd.messages);
 
     // 3. Apply.
     if (rd.snapshot) {
@@ -740,6 +766,29 @@ export class RaftDriver {
       for (const p of this.byIndex.values()) this.finish(p, undefined, err);
       this.byIndex.clear();
     }
+  }
+
+  /** A Ready whose only durable change is the commit index (no entries, snapshot, term or vote). */
+  private commitOnly(rd: Ready): boolean {
+    const hs = rd.hardState;
+    return (
+      rd.entries.length === 0 &&
+      !rd.snapshot &&
+      hs !== undefined &&
+      hs.term === this.hard.term &&
+      hs.vote === this.hard.vote
+    );
+  }
+
+  /** See handleReady: a leader's Ready whose messages do not wait for its own durable write. */
+  private canSendEarly(rd: Ready): boolean {
+    if (rd.messages.length === 0 || rd.snapshot || this.soft.role !== StateRole.Leader) return false;
+    const hs = rd.hardState;
+    if (hs && (hs.term !== this.hard.term || hs.vote !== this.hard.vote)) return false;
+    for (const m of rd.messages) {
+      if (m.type !== MessageType.App && m.type !== MessageType.Heartbeat) return false;
+    }
+    return true;
   }
 
   private unknownOutcome(message: string): TidemarkError {

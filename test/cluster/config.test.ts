@@ -138,6 +138,7 @@ describe('sources and precedence', () => {
         { id: 'b', address: '10.0.0.2:4244' },
         { id: 'c', address: '10.0.0.3:4244' },
       ],
+      peerClients: {},
       shards: 64,
       replication: 2,
       dataDir: '/var/lib/tidemark',
@@ -661,6 +662,107 @@ describe('splitHostPort', () => {
       'h p:1',
     ]) {
       expect(splitHostPort(bad), bad).toBeUndefined();
+    }
+  });
+});
+
+describe('client addresses (peerClients)', () => {
+  const peers = 'a=10.0.0.1:4244,b=10.0.0.2:4244,c=10.0.0.3:4244';
+
+  it('are empty by default: only the answering node knows its own', () => {
+    expect(loadConfig({ argv: ['--node-id', 'a', '--peers', peers] }).peerClients).toEqual({});
+  });
+
+  it('come from --peer-clients, TIDEMARK_PEER_CLIENTS or the file (a string or an object), sorted by id', () => {
+    const want = { a: '10.0.0.1:4243', b: 'b.example:5000', c: '[::1]:4243' };
+    const text = 'c=[::1]:4243, b=b.example:5000,a=10.0.0.1:4243';
+    expect(
+      loadConfig({ argv: ['--node-id', 'a', '--peers', peers, '--peer-clients', text] }).peerClients,
+    ).toEqual(want);
+    expect(
+      Object.keys(
+        loadConfig({ argv: ['--node-id', 'a', '--peers', peers, '--peer-clients', text] }).peerClients,
+      ),
+    ).toEqual(['a', 'b', 'c']);
+    expect(
+      loadConfig({ argv: ['--node-id', 'a', '--peers', peers], env: { TIDEMARK_PEER_CLIENTS: text } })
+        .peerClients,
+    ).toEqual(want);
+    expect(
+      loadConfig({
+        argv: ['--config', 'c.json', '--node-id', 'a', '--peers', peers],
+        readFile: files({ 'c.json': { peerClients: want } }),
+      }).peerClients,
+    ).toEqual(want);
+    // A partial list is fine: the others stay unknown to clients.
+    expect(
+      loadConfig({ argv: ['--node-id', 'a', '--peers', peers, '--peer-clients', 'b=10.0.0.2:4243'] })
+        .peerClients,
+    ).toEqual({ b: '10.0.0.2:4243' });
+    // Round trip through resolveNodeConfig.
+    const c = loadConfig({ argv: ['--node-id', 'a', '--peers', peers, '--peer-clients', text] });
+    expect(resolveNodeConfig(JSON.parse(JSON.stringify(c)))).toEqual(c);
+  });
+
+  it('are derived in StatefulSet mode from the headless service and the gRPC port; explicit entries win', () => {
+    const c = loadConfig({
+      argv: ['--peers-from-statefulset', 'tsdb,3', '--grpc', '0.0.0.0:7001'],
+      hostname: 'db-1',
+    });
+    expect(c.peerClients).toEqual({
+      'db-0': 'db-0.tsdb:7001',
+      'db-1': 'db-1.tsdb:7001',
+      'db-2': 'db-2.tsdb:7001',
+    });
+    const d = loadConfig({
+      argv: ['--peers-from-statefulset', 'tsdb,2', '--peer-clients', 'db-0=lb.example:443'],
+      hostname: 'db-0',
+    });
+    expect(d.peerClients).toEqual({ 'db-0': 'lb.example:443', 'db-1': 'db-1.tsdb:4243' });
+  });
+
+  it('rejects bad entries naming the source', () => {
+    const base = ['--node-id', 'a', '--peers', peers];
+    const cases: [LoadConfigInput, string, RegExp][] = [
+      [
+        { argv: [...base, '--peer-clients', 'a'] },
+        'setting_invalid',
+        /^--peer-clients entry 1 must be id=host:port/,
+      ],
+      [
+        { argv: [...base, '--peer-clients', ''] },
+        'setting_invalid',
+        /^--peer-clients must list at least one/,
+      ],
+      [
+        { argv: [...base, '--peer-clients', 'a=0.0.0.0:4243'] },
+        'peer_address_invalid',
+        /invalid client address/,
+      ],
+      [{ argv: [...base, '--peer-clients', 'a=h:0'] }, 'peer_address_invalid', /invalid client address/],
+      [{ argv: [...base, '--peer-clients', '_x=h:1'] }, 'peer_id_invalid', /invalid node id/],
+      [{ argv: [...base, '--peer-clients', 'a=h:1,a=h:2'] }, 'peer_id_duplicate', /lists node id "a" twice/],
+      [
+        { argv: [...base, '--peer-clients', 'z=h:1'] },
+        'peer_clients_unknown_id',
+        /^--peer-clients names "z", which is not a node of the cluster \(--peers lists "a", "b", "c"\)/,
+      ],
+      [
+        { argv: [...base], env: { TIDEMARK_PEER_CLIENTS: 'a=h' } },
+        'peer_address_invalid',
+        /^TIDEMARK_PEER_CLIENTS has an invalid client address "h"/,
+      ],
+      [
+        { argv: ['--config', 'c.json', ...base], readFile: files({ 'c.json': { peerClients: ['a=h:1'] } }) },
+        'setting_invalid',
+        /^c\.json: peerClients must be "id=host:port,\.\.\." or an object/,
+      ],
+    ];
+    for (const [input, reason, message] of cases) {
+      const err = fails(input);
+      expect(err.reason, message.source).toBe(reason);
+      expect(err.message).toMatch(message);
+      expect(err.details.field).toBe('peerClients');
     }
   });
 });

@@ -1,0 +1,404 @@
+/**
+ * Cluster benchmark (`npm run bench:cluster`): real `tidemark start` processes on free loopback ports, each
+ * with its own temp data dir.
+ *
+ *   1. 3 nodes, R=3: acknowledged ingest samples/s through the SDK (TidemarkClient, concurrent writers,
+ *      1000-sample batches) and through HTTP `/write` (line protocol, concurrent posts); p50/p99 write
+ *      latency at half the measured SDK rate (open loop); then kill -9 of shard 0's leader and the time to
+ *      the first acknowledged write to shard 0.
+ *   2. 1 node, R=1: acknowledged ingest samples/s through the SDK.
+ *
+ * Bounded runtime (about 2 minutes). The last line is one JSON object:
+ *   {"bench":"cluster","r3":{...},"r1":{...},"failoverMs":...}
+ * Environment: BENCH_SECONDS (seconds per throughput phase, default 10), BENCH_WRITERS (default 64),
+ * BENCH_SHARDS (default 8).
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { TidemarkClient } from '../src/client/index.js';
+import { type Series, seriesId, shardOf } from '../src/model/index.js';
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
+const WRITERS = Number(process.env.BENCH_WRITERS ?? 64);
+const SHARDS = Number(process.env.BENCH_SHARDS ?? 8);
+const BATCH = 1000;
+const SERIES_PER_BATCH = 10;
+
+interface Ports {
+  id: string;
+  http: number;
+  grpc: number;
+  peer: number;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function waitFor<T>(
+  fn: () => Promise<T | undefined | false>,
+  what: string,
+  timeoutMs: number,
+): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v !== undefined && v !== false) return v;
+    } catch {
+      // not yet
+    }
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+class Cluster {
+  readonly root = mkdtempSync(join(tmpdir(), 'tidemark-bench-'));
+  ports: Ports[] = [];
+  readonly procs = new Map<string, ChildProcess>();
+  readonly output = new Map<string, string[]>();
+  client!: TidemarkClient;
+
+  constructor(
+    readonly ids: string[],
+    readonly replication: number,
+  ) {}
+
+  async start(): Promise<void> {
+    const seen = new Set<number>();
+    const next = async () => {
+      for (;;) {
+        const p = await freePort();
+        if (!seen.has(p)) {
+          seen.add(p);
+          return p;
+        }
+      }
+    };
+    for (const id of this.ids)
+      this.ports.push({ id, http: await next(), grpc: await next(), peer: await next() });
+    for (const id of this.ids) this.spawn(id);
+    this.client = await TidemarkClient.connect({
+      endpoints: this.ports.map((p) => `127.0.0.1:${p.grpc}`),
+      deadlineMs: 10_000,
+    });
+    for (const p of this.ports) {
+      await waitFor(
+        async () => {
+          const s = await this.client.status(`127.0.0.1:${p.grpc}`, { deadlineMs: 2000 });
+          return (
+            s.replicas.length > 0 &&
+            s.replicas.every((r) => r.leader !== '' && r.applied >= r.commit) &&
+            (await this.httpReady(p))
+          );
+        },
+        `node ${p.id} ready: ${this.output.get(p.id)?.join('')}`,
+        60_000,
+      );
+    }
+  }
+
+  private async httpReady(p: Ports): Promise<boolean> {
+    const res = await fetch(`http://127.0.0.1:${p.http}/readyz`);
+    await res.arrayBuffer();
+    return res.status === 200;
+  }
+
+  private spawn(id: string): void {
+    const p = this.ports.find((x) => x.id === id)!;
+    const peers = this.ports.map((x) => `${x.id}=127.0.0.1:${x.peer}`).join(',');
+    const proc = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        'src/cli/entry.ts',
+        'start',
+        `--node-id=${id}`,
+        `--http=127.0.0.1:${p.http}`,
+        `--grpc=127.0.0.1:${p.grpc}`,
+        `--peer-listen=127.0.0.1:${p.peer}`,
+        `--peers=${peers}`,
+        `--data-dir=${join(this.root, id)}`,
+        `--shards=${SHARDS}`,
+        `--replication=${this.replication}`,
+      ],
+      { cwd: process.cwd(), stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    const out: string[] = [];
+    this.output.set(id, out);
+    const keep = (d: Buffer) => {
+      out.push(d.toString());
+      if (out.length > 20) out.shift();
+    };
+    proc.stdout!.on('data', keep);
+    proc.stderr!.on('data', keep);
+    this.procs.set(id, proc);
+  }
+
+  kill9(id: string): Promise<void> {
+    const proc = this.procs.get(id)!;
+    return new Promise((resolve) => {
+      if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
+      proc.once('exit', () => resolve());
+      proc.kill('SIGKILL');
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.client?.close().catch(() => {});
+    await Promise.all(
+      [...this.procs.values()].map(
+        (proc) =>
+          new Promise<void>((resolve) => {
+            if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
+            proc.once('exit', () => resolve());
+            proc.kill('SIGKILL');
+          }),
+      ),
+    );
+    rmSync(this.root, { recursive: true, force: true });
+  }
+}
+
+/** Writer w's batches: SERIES_PER_BATCH series (of its own), BATCH samples, timestamps moving forward. */
+class Feed {
+  private t = 1_700_000_000_000;
+  private round = 0;
+  constructor(
+    private readonly w: number,
+    private readonly metric: string,
+  ) {}
+
+  next(): {
+    series: { metric: string; tags: Record<string, string> };
+    timestamps: number[];
+    values: number[];
+  }[] {
+    const per = BATCH / SERIES_PER_BATCH;
+    const out = [];
+    // Rotate through 100 hosts per writer so batches spread over the shards.
+    const base = (this.round++ * SERIES_PER_BATCH) % 100;
+    const t0 = this.t;
+    this.t += per;
+    for (let s = 0; s < SERIES_PER_BATCH; s++) {
+      const timestamps = new Array<number>(per);
+      const values = new Array<number>(per);
+      for (let i = 0; i < per; i++) {
+        timestamps[i] = t0 + i;
+        values[i] = (i * 7 + s) % 101;
+      }
+      out.push({
+        series: { metric: this.metric, tags: { writer: `w${this.w}`, host: `h${base + s}` } },
+        timestamps,
+        values,
+      });
+    }
+    return out;
+  }
+
+  lines(): string {
+    const per = BATCH / SERIES_PER_BATCH;
+    const base = (this.round++ * SERIES_PER_BATCH) % 100;
+    const t0 = this.t;
+    this.t += per;
+    const parts: string[] = [];
+    for (let s = 0; s < SERIES_PER_BATCH; s++) {
+      for (let i = 0; i < per; i++) {
+        parts.push(`${this.metric},writer=w${this.w},host=h${base + s} value=${(i * 7 + s) % 101} ${t0 + i}`);
+      }
+    }
+    return parts.join('\n');
+  }
+}
+
+/** Closed loop: `writers` concurrent loops for `seconds`; acknowledged samples/s. */
+async function closedLoop(
+  seconds: number,
+  writers: number,
+  once: (w: number) => Promise<number>,
+): Promise<{ samplesPerSec: number; writesPerSec: number; errors: number }> {
+  const end = performance.now() + seconds * 1000;
+  let samples = 0;
+  let writes = 0;
+  let errors = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: writers }, async (_, w) => {
+      while (performance.now() < end) {
+        try {
+          // (not `samples += await …`: that reads `samples` before the await and loses concurrent adds)
+          const n = await once(w);
+          samples += n;
+          writes++;
+        } catch {
+          errors++;
+          await sleep(20);
+        }
+      }
+    }),
+  );
+  const el = (performance.now() - t0) / 1000;
+  return { samplesPerSec: Math.round(samples / el), writesPerSec: writes / el, errors };
+}
+
+async function sdkThroughput(c: Cluster, metric: string, seconds: number) {
+  const feeds = Array.from({ length: WRITERS }, (_, w) => new Feed(w, metric));
+  // Warm-up: series creation, connections, shard map.
+  await Promise.all(feeds.map((f) => c.client.write(f.next())));
+  return closedLoop(seconds, WRITERS, async (w) => (await c.client.write(feeds[w]!.next())).accepted);
+}
+
+async function lineProtocolThroughput(c: Cluster, metric: string, seconds: number) {
+  const feeds = Array.from({ length: WRITERS }, (_, w) => new Feed(w, metric));
+  const urls = c.ports.map((p) => `http://127.0.0.1:${p.http}/write?precision=ms`);
+  return closedLoop(seconds, WRITERS, async (w) => {
+    const res = await fetch(urls[w % urls.length]!, { method: 'POST', body: feeds[w]!.lines() });
+    await res.arrayBuffer();
+    if (res.status !== 204) throw new Error(`HTTP ${res.status}`);
+    return BATCH;
+  });
+}
+
+/** Open loop at `rate` writes/s for `seconds`: latency percentiles of acknowledged writes. */
+async function latencyAt(c: Cluster, metric: string, rate: number, seconds: number) {
+  const feed = new Feed(0, metric);
+  const lat: number[] = [];
+  const inflight: Promise<void>[] = [];
+  const t0 = performance.now();
+  const total = Math.max(1, Math.round(rate * seconds));
+  for (let i = 0; i < total; i++) {
+    const due = t0 + (i * 1000) / rate;
+    const wait = due - performance.now();
+    if (wait > 0) await sleep(wait);
+    const batch = feed.next();
+    const s = performance.now();
+    inflight.push(
+      c.client.write(batch).then(
+        () => {
+          lat.push(performance.now() - s);
+        },
+        () => {},
+      ),
+    );
+  }
+  await Promise.all(inflight);
+  lat.sort((a, b) => a - b);
+  const pct = (q: number) => (lat.length ? lat[Math.min(lat.length - 1, Math.floor(q * lat.length))]! : 0);
+  return { p50Ms: round(pct(0.5)), p99Ms: round(pct(0.99)), n: lat.length };
+}
+
+function round(x: number): number {
+  return Math.round(x * 10) / 10;
+}
+
+function seriesOnShard(shard: number, metric: string): Series {
+  for (let i = 0; ; i++) {
+    const s = { metric, tags: { host: `f${i}` } };
+    if (shardOf(seriesId(s), SHARDS) === shard) return s;
+  }
+}
+
+/** kill -9 of shard 0's leader → ms until the first acknowledged write to shard 0 (through a survivor). */
+async function failover(c: Cluster): Promise<number> {
+  const s = seriesOnShard(0, 'bench_failover');
+  await c.client.write({ series: s, timestamps: [1], values: [1] });
+  const leader = await waitFor(
+    async () => {
+      for (const p of c.ports) {
+        const st = await c.client.status(`127.0.0.1:${p.grpc}`, { deadlineMs: 2000 });
+        const r = st.replicas.find((x) => x.shard === 0);
+        if (r?.leader) return r.leader;
+      }
+      return undefined;
+    },
+    'a leader of shard 0',
+    10_000,
+  );
+  const survivors = c.ports.filter((p) => p.id !== leader).map((p) => `127.0.0.1:${p.grpc}`);
+  const sc = await TidemarkClient.connect({ endpoints: survivors, deadlineMs: 1000 });
+  try {
+    await c.kill9(leader);
+    const killedAt = performance.now();
+    let t = 2;
+    for (;;) {
+      try {
+        const r = await sc.write({ series: s, timestamps: [t++], values: [1] }, { deadlineMs: 1000 });
+        if (r.accepted === 1) return Math.round(performance.now() - killedAt);
+      } catch {
+        // not yet
+      }
+      if (performance.now() - killedAt > 30_000) return -1;
+      await sleep(10);
+    }
+  } finally {
+    await sc.close().catch(() => {});
+  }
+}
+
+function log(msg: string): void {
+  process.stderr.write(`${msg}\n`);
+}
+
+async function main(): Promise<void> {
+  const started = performance.now();
+  const result = {
+    bench: 'cluster',
+    r3: { sdkSamplesPerSec: 0, lineProtocolSamplesPerSec: 0, writeP99Ms: 0 },
+    r1: { sdkSamplesPerSec: 0 },
+    failoverMs: 0,
+  };
+
+  const r3 = new Cluster(['a', 'b', 'c'], 3);
+  try {
+    await r3.start();
+    log(`r3: cluster ready after ${Math.round(performance.now() - started)} ms`);
+    const sdk = await sdkThroughput(r3, 'bench_sdk', SECONDS);
+    log(`r3 sdk: ${JSON.stringify(sdk)}`);
+    result.r3.sdkSamplesPerSec = sdk.samplesPerSec;
+    const lp = await lineProtocolThroughput(r3, 'bench_lp', SECONDS);
+    log(`r3 line protocol: ${JSON.stringify(lp)}`);
+    result.r3.lineProtocolSamplesPerSec = lp.samplesPerSec;
+    const lat = await latencyAt(r3, 'bench_lat', Math.max(1, sdk.writesPerSec / 2), Math.min(SECONDS, 8));
+    log(`r3 latency at ${(sdk.writesPerSec / 2).toFixed(1)} writes/s: ${JSON.stringify(lat)}`);
+    result.r3.writeP99Ms = lat.p99Ms;
+    result.failoverMs = await failover(r3);
+    log(`r3 failover: ${result.failoverMs} ms`);
+  } finally {
+    await r3.close();
+  }
+
+  const r1 = new Cluster(['solo'], 1);
+  try {
+    await r1.start();
+    const sdk = await sdkThroughput(r1, 'bench_sdk', SECONDS);
+    log(`r1 sdk: ${JSON.stringify(sdk)}`);
+    result.r1.sdkSamplesPerSec = sdk.samplesPerSec;
+  } finally {
+    await r1.close();
+  }
+  log(`total ${Math.round((performance.now() - started) / 1000)} s`);
+  console.log(JSON.stringify(result));
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    console.error(err);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,196 @@
+/**
+ * `tidemark status`: the cluster as one node sees it (the shard map: shards, replicas, observed leaders and
+ * terms) joined with every reachable node's own status (role, term, commit, applied per replica), as two
+ * compact tables or JSON (`--json`).
+ */
+import type { ClientShardMap, NodeStatus, TidemarkClient } from '../client/index.js';
+import {
+  COMMON_OPTIONS,
+  COMMON_USAGE,
+  connect,
+  endpoints,
+  parse,
+  positiveInt,
+  runCommand,
+  table,
+  UsageError,
+} from './client-args.js';
+
+export const STATUS_USAGE = `Usage:
+  tidemark status [options] [--json]
+
+Shows every node (client address, reachable, replicas, leaderships) and every shard (leader, term, replicas,
+applied index on the leader, the largest lag of a replica behind it, health).
+
+Health of a shard: "ok" (a leader and every replica answering and caught up), "lagging" (a replica behind the
+leader's commit), "degraded" (a replica not answering; still a majority), "no leader", "unavailable" (no majority
+answering).
+
+Options:
+  --json        the same as JSON
+
+${COMMON_USAGE}`;
+
+const OPTIONS = { ...COMMON_OPTIONS, json: { type: 'boolean' } } as const;
+
+export interface NodeReport {
+  id: string;
+  address: string;
+  reachable: boolean;
+  error?: string;
+  replicas: number;
+  leading: number;
+}
+
+export interface ShardReport {
+  shard: number;
+  leader: string;
+  term: number;
+  replicas: string[];
+  commit: number | null;
+  applied: number | null;
+  lag: number | null;
+  health: 'ok' | 'lagging' | 'degraded' | 'no leader' | 'unavailable';
+}
+
+export interface StatusReport {
+  shardCount: number;
+  nodes: NodeReport[];
+  shards: ShardReport[];
+}
+
+/** Joins the shard map with the nodes' statuses. */
+export function report(map: ClientShardMap, statuses: Map<string, NodeStatus | Error>): StatusReport {
+  const ids = new Set<string>([...Object.keys(map.nodes), ...map.shards.flatMap((s) => s.replicas)]);
+  const nodes: NodeReport[] = [...ids].sort().map((id) => {
+    const s = statuses.get(id);
+    const ok = s !== undefined && !(s instanceof Error);
+    return {
+      id,
+      address: map.nodes[id] ?? '',
+      reachable: ok,
+      ...(s instanceof Error
+        ? { error: s.message }
+        : s === undefined
+          ? { error: 'client address unknown' }
+          : {}),
+      replicas: ok ? s.replicas.length : 0,
+      leading: ok ? s.replicas.filter((r) => r.role === 'leader').length : 0,
+    };
+  });
+  const shards = map.shards.map((sh): ShardReport => {
+    const replicaOf = (id: string) => {
+      const s = statuses.get(id);
+      return s === undefined || s instanceof Error ? undefined : s.replicas.find((r) => r.shard === sh.shard);
+    };
+    // The leader as the replicas see it now (newest term), else the shard map's observation.
+    let leader = sh.leader;
+    let term = sh.term;
+    for (const id of sh.replicas) {
+      const r = replicaOf(id);
+      if (r !== undefined && r.leader !== '' && r.term >= term) {
+        leader = r.leader;
+        term = r.term;
+      }
+    }
+    const answering = sh.replicas.filter((id) => replicaOf(id) !== undefined);
+    const lead = leader === '' ? undefined : replicaOf(leader);
+    const commit = lead?.commit ?? null;
+    const applied = lead?.applied ?? null;
+    let lag: number | null = null;
+    if (commit !== null) {
+      lag = 0;
+      for (const id of answering) lag = Math.max(lag, commit - replicaOf(id)!.applied);
+    }
+    const majority = Math.floor(sh.replicas.length / 2) + 1;
+    const health: ShardReport['health'] =
+      answering.length < majority && answering.length < sh.replicas.length
+        ? 'unavailable'
+        : leader === ''
+          ? 'no leader'
+          : answering.length < sh.replicas.length
+            ? 'degraded'
+            : lag !== null && lag > 0
+              ? 'lagging'
+              : 'ok';
+    return { shard: sh.shard, leader, term, replicas: [...sh.replicas], commit, applied, lag, health };
+  });
+  return { shardCount: map.shardCount, nodes, shards };
+}
+
+async function nodeStatuses(
+  client: TidemarkClient,
+  map: ClientShardMap,
+  timeoutMs: number,
+): Promise<Map<string, NodeStatus | Error>> {
+  const out = new Map<string, NodeStatus | Error>();
+  await Promise.all(
+    Object.entries(map.nodes).map(async ([id, address]) => {
+      try {
+        out.set(id, await client.status(address, { deadlineMs: Math.min(timeoutMs, 3000) }));
+      } catch (err) {
+        out.set(id, err instanceof Error ? err : new Error(String(err)));
+      }
+    }),
+  );
+  return out;
+}
+
+export function status(argv: string[]): Promise<number> {
+  return runCommand('status', STATUS_USAGE, async () => {
+    const { values, positionals } = parse(argv, OPTIONS);
+    if (values.help) {
+      console.log(STATUS_USAGE);
+      return 0;
+    }
+    if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
+    const list = endpoints(values.endpoint);
+    const timeoutMs = positiveInt(values.timeout, 'timeout', 10_000);
+    const client = await connect(list, timeoutMs);
+    let r: StatusReport;
+    try {
+      const map = await client.shardMap();
+      if (map === undefined) throw new Error(`${list.join(', ')} returned no shard map`);
+      r = report(map, await nodeStatuses(client, map, timeoutMs));
+    } finally {
+      await client.close();
+    }
+    if (values.json) {
+      console.log(JSON.stringify(r, null, 2));
+      return 0;
+    }
+    const healthy = r.shards.filter((s) => s.health === 'ok').length;
+    console.log(
+      `${r.nodes.length} node${r.nodes.length === 1 ? '' : 's'}, ${r.shardCount} shard${r.shardCount === 1 ? '' : 's'}, ${healthy} ok`,
+    );
+    console.log();
+    console.log(
+      table(
+        ['NODE', 'ADDRESS', 'STATUS', 'REPLICAS', 'LEADING'],
+        r.nodes.map((n) => [
+          n.id,
+          n.address || '-',
+          n.reachable ? 'up' : `unreachable (${n.error ?? ''})`,
+          String(n.replicas),
+          String(n.leading),
+        ]),
+      ),
+    );
+    console.log();
+    console.log(
+      table(
+        ['SHARD', 'LEADER', 'TERM', 'REPLICAS', 'APPLIED', 'LAG', 'HEALTH'],
+        r.shards.map((s) => [
+          String(s.shard),
+          s.leader || '-',
+          String(s.term),
+          s.replicas.join(','),
+          s.applied === null ? '-' : String(s.applied),
+          s.lag === null ? '-' : String(s.lag),
+          s.health,
+        ]),
+      ),
+    );
+    return 0;
+  });
+}

@@ -1,0 +1,101 @@
+/**
+ * The driver's write-latency paths: a leader's appends leave while its own log write is in flight, and a
+ * commit-only hard state is saved without being waited for (a restart whose state machine applied past
+ * the durable commit index records the commit instead of refusing to start).
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { RaftDriver } from '../../src/raft/driver.js';
+import { MemoryLogStorage } from '../../src/raft/storage-memory.js';
+import { MemoryNetwork } from '../../src/raft/transport-memory.js';
+import { type Entry, EntryType, type HardState } from '../../src/raft/types.js';
+import { enc, RecordingStateMachine, waitFor } from './fixtures/driver-cluster.js';
+
+/** MemoryLogStorage whose saves can be held (to observe what leaves before they are durable). */
+class GatedStorage extends MemoryLogStorage {
+  hold = false;
+  private held: (() => void)[] = [];
+  override async save(hs: HardState | undefined, entries: Entry[]): Promise<void> {
+    if (this.hold && entries.length > 0) await new Promise<void>((r) => this.held.push(r));
+    return super.save(hs, entries);
+  }
+  release(): void {
+    this.hold = false;
+    for (const r of this.held.splice(0)) r();
+  }
+}
+
+const drivers: RaftDriver[] = [];
+afterEach(async () => {
+  for (const d of drivers.splice(0)) await d.stop();
+});
+
+describe('RaftDriver write latency', () => {
+  it("sends a leader's appends before its own log write is durable, and commits only once it is", async () => {
+    const ids = ['n1', 'n2', 'n3'];
+    const net = new MemoryNetwork();
+    const conf = { voters: ids, learners: [] };
+    const nodes = ids.map((id) => {
+      const storage = new GatedStorage({ conf });
+      const sm = new RecordingStateMachine();
+      const driver = new RaftDriver({
+        id,
+        storage,
+        transport: net.transport(id),
+        stateMachine: sm,
+        // Long election timeout: the held write stops the leader's Ready loop (and its heartbeats).
+        tickMs: 10,
+        electionTick: 100,
+      });
+      drivers.push(driver);
+      return { id, storage, sm, driver };
+    });
+    for (const n of nodes) await n.driver.start();
+    const leader = await waitFor(() => nodes.find((n) => n.driver.isLeader()), 5000, 'a leader');
+    await leader.driver.propose(enc.encode('warm-up'));
+    const followers = nodes.filter((n) => n !== leader);
+    leader.storage.hold = true;
+    const p = leader.driver.propose(enc.encode('x'));
+    // The followers receive (and persist) the entry while the leader's own write is held.
+    await waitFor(
+      () => followers.every((f) => f.storage.lastIndex() >= leader.storage.lastIndex() + 1),
+      5000,
+      'followers to persist the entry',
+    );
+    // Two followers form a quorum without the leader: the entry is committed; the leader applies it only
+    // after its own write (its Ready loop waits for it).
+    expect(leader.sm.log).not.toContain('x');
+    leader.storage.release();
+    await p;
+    expect(leader.sm.log).toEqual(['warm-up', 'x']);
+    for (const f of followers) await waitFor(() => f.sm.log.includes('x'), 5000, `${f.id} to apply`);
+  });
+
+  it('starts when the state machine applied past the durable commit index (commit-only saves are lazy)', async () => {
+    const storage = new MemoryLogStorage({ conf: { voters: ['solo'], learners: [] } });
+    const e = (index: number, s: string): Entry => ({
+      index,
+      term: 1,
+      type: EntryType.Normal,
+      data: enc.encode(s),
+    });
+    await storage.save({ term: 1, vote: 'solo', commit: 1 }, [e(1, 'a'), e(2, 'b'), e(3, 'c')]);
+    const sm = new RecordingStateMachine();
+    sm.applied = 3;
+    sm.log = ['a', 'b', 'c'];
+    const driver = new RaftDriver({
+      id: 'solo',
+      storage,
+      transport: new MemoryNetwork().transport('solo'),
+      stateMachine: sm,
+      tickMs: 5,
+      electionTick: 3,
+    });
+    drivers.push(driver);
+    await driver.start();
+    expect(storage.initialState().hardState.commit).toBe(3);
+    await waitFor(() => driver.isLeader(), 5000, 'leader');
+    await driver.propose(enc.encode('d'));
+    // Nothing at or below the recorded commit was applied again (RecordingStateMachine throws if it were).
+    expect(sm.log).toEqual(['a', 'b', 'c', 'd']);
+  });
+});
