@@ -13,38 +13,16 @@
  * Environment: BENCH_SECONDS (seconds per throughput phase, default 10), BENCH_WRITERS (default 64),
  * BENCH_SHARDS (default 8).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { TidemarkClient } from '../src/client/index.js';
 import { type Series, seriesId, shardOf } from '../src/model/index.js';
+import type { NodePorts } from '../test/cluster/fixtures/node-cluster.js';
+import { ProcessCluster } from '../test/cluster/fixtures/node-process.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const WRITERS = Number(process.env.BENCH_WRITERS ?? 64);
 const SHARDS = Number(process.env.BENCH_SHARDS ?? 8);
 const BATCH = 1000;
 const SERIES_PER_BATCH = 10;
-
-interface Ports {
-  id: string;
-  http: number;
-  grpc: number;
-  peer: number;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -66,40 +44,25 @@ async function waitFor<T>(
   }
 }
 
-class Cluster {
-  readonly root = mkdtempSync(join(tmpdir(), 'tidemark-bench-'));
-  ports: Ports[] = [];
-  readonly procs = new Map<string, ChildProcess>();
-  readonly output = new Map<string, string[]>();
-  client!: TidemarkClient;
+/** The test suite's process cluster (same launcher, ports and data dirs) plus an SDK client. */
+class Cluster extends ProcessCluster {
+  sdk!: TidemarkClient;
 
-  constructor(
-    readonly ids: string[],
-    readonly replication: number,
-  ) {}
+  constructor(ids: string[], replication: number) {
+    super(ids, [`--shards=${SHARDS}`, `--replication=${replication}`]);
+  }
 
-  async start(): Promise<void> {
-    const seen = new Set<number>();
-    const next = async () => {
-      for (;;) {
-        const p = await freePort();
-        if (!seen.has(p)) {
-          seen.add(p);
-          return p;
-        }
-      }
-    };
-    for (const id of this.ids)
-      this.ports.push({ id, http: await next(), grpc: await next(), peer: await next() });
-    for (const id of this.ids) this.spawn(id);
-    this.client = await TidemarkClient.connect({
+  async boot(): Promise<void> {
+    await this.init();
+    for (const id of this.ids) this.start(id);
+    this.sdk = await TidemarkClient.connect({
       endpoints: this.ports.map((p) => `127.0.0.1:${p.grpc}`),
       deadlineMs: 10_000,
     });
     for (const p of this.ports) {
       await waitFor(
         async () => {
-          const s = await this.client.status(`127.0.0.1:${p.grpc}`, { deadlineMs: 2000 });
+          const s = await this.sdk.status(`127.0.0.1:${p.grpc}`, { deadlineMs: 2000 });
           return (
             s.replicas.length > 0 &&
             s.replicas.every((r) => r.leader !== '' && r.applied >= r.commit) &&
@@ -112,70 +75,18 @@ class Cluster {
     }
   }
 
-  private async httpReady(p: Ports): Promise<boolean> {
+  private async httpReady(p: NodePorts): Promise<boolean> {
     const res = await fetch(`http://127.0.0.1:${p.http}/readyz`);
     await res.arrayBuffer();
     return res.status === 200;
   }
 
-  private spawn(id: string): void {
-    const p = this.ports.find((x) => x.id === id)!;
-    const peers = this.ports.map((x) => `${x.id}=127.0.0.1:${x.peer}`).join(',');
-    const proc = spawn(
-      process.execPath,
-      [
-        '--import',
-        'tsx',
-        'src/cli/entry.ts',
-        'start',
-        `--node-id=${id}`,
-        `--http=127.0.0.1:${p.http}`,
-        `--grpc=127.0.0.1:${p.grpc}`,
-        `--peer-listen=127.0.0.1:${p.peer}`,
-        `--peers=${peers}`,
-        `--data-dir=${join(this.root, id)}`,
-        `--shards=${SHARDS}`,
-        `--replication=${this.replication}`,
-      ],
-      { cwd: process.cwd(), stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    const out: string[] = [];
-    this.output.set(id, out);
-    const keep = (d: Buffer) => {
-      out.push(d.toString());
-      if (out.length > 20) out.shift();
-    };
-    proc.stdout!.on('data', keep);
-    proc.stderr!.on('data', keep);
-    this.procs.set(id, proc);
-  }
-
-  kill9(id: string): Promise<void> {
-    const proc = this.procs.get(id)!;
-    return new Promise((resolve) => {
-      if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
-      proc.once('exit', () => resolve());
-      proc.kill('SIGKILL');
-    });
-  }
-
-  async close(): Promise<void> {
-    await this.client?.close().catch(() => {});
-    await Promise.all(
-      [...this.procs.values()].map(
-        (proc) =>
-          new Promise<void>((resolve) => {
-            if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
-            proc.once('exit', () => resolve());
-            proc.kill('SIGKILL');
-          }),
-      ),
-    );
-    rmSync(this.root, { recursive: true, force: true });
+  override async close(): Promise<void> {
+    await this.sdk?.close().catch(() => {});
+    await super.close();
   }
 }
 
-/** Writer w's batches: SERIES_PER_BATCH series (of its own), BATCH samples, timestamps moving forward. */
 class Feed {
   private t = 1_700_000_000_000;
   private round = 0;
@@ -259,8 +170,8 @@ async function closedLoop(
 async function sdkThroughput(c: Cluster, metric: string, seconds: number) {
   const feeds = Array.from({ length: WRITERS }, (_, w) => new Feed(w, metric));
   // Warm-up: series creation, connections, shard map.
-  await Promise.all(feeds.map((f) => c.client.write(f.next())));
-  return closedLoop(seconds, WRITERS, async (w) => (await c.client.write(feeds[w]!.next())).accepted);
+  await Promise.all(feeds.map((f) => c.sdk.write(f.next())));
+  return closedLoop(seconds, WRITERS, async (w) => (await c.sdk.write(feeds[w]!.next())).accepted);
 }
 
 async function lineProtocolThroughput(c: Cluster, metric: string, seconds: number) {
@@ -288,7 +199,7 @@ async function latencyAt(c: Cluster, metric: string, rate: number, seconds: numb
     const batch = feed.next();
     const s = performance.now();
     inflight.push(
-      c.client.write(batch).then(
+      c.sdk.write(batch).then(
         () => {
           lat.push(performance.now() - s);
         },
@@ -316,11 +227,11 @@ function seriesOnShard(shard: number, metric: string): Series {
 /** kill -9 of shard 0's leader → ms until the first acknowledged write to shard 0 (through a survivor). */
 async function failover(c: Cluster): Promise<number> {
   const s = seriesOnShard(0, 'bench_failover');
-  await c.client.write({ series: s, timestamps: [1], values: [1] });
+  await c.sdk.write({ series: s, timestamps: [1], values: [1] });
   const leader = await waitFor(
     async () => {
       for (const p of c.ports) {
-        const st = await c.client.status(`127.0.0.1:${p.grpc}`, { deadlineMs: 2000 });
+        const st = await c.sdk.status(`127.0.0.1:${p.grpc}`, { deadlineMs: 2000 });
         const r = st.replicas.find((x) => x.shard === 0);
         if (r?.leader) return r.leader;
       }
@@ -365,7 +276,7 @@ async function main(): Promise<void> {
 
   const r3 = new Cluster(['a', 'b', 'c'], 3);
   try {
-    await r3.start();
+    await r3.boot();
     log(`r3: cluster ready after ${Math.round(performance.now() - started)} ms`);
     const sdk = await sdkThroughput(r3, 'bench_sdk', SECONDS);
     log(`r3 sdk: ${JSON.stringify(sdk)}`);
@@ -384,7 +295,7 @@ async function main(): Promise<void> {
 
   const r1 = new Cluster(['solo'], 1);
   try {
-    await r1.start();
+    await r1.boot();
     const sdk = await sdkThroughput(r1, 'bench_sdk', SECONDS);
     log(`r1 sdk: ${JSON.stringify(sdk)}`);
     result.r1.sdkSamplesPerSec = sdk.samplesPerSec;
