@@ -383,24 +383,29 @@ function storeOk(key: string, n: number): boolean {
   }
 }
 
+/** `id=host:port,...` as written in a flag or variable → [id, address] pairs (checked by the caller). */
+function splitIdAddressList(s: SettingSpec, value: string, where: string): [unknown, unknown][] {
+  const text = value.trim();
+  if (text === '') throw fail('setting_invalid', s.key, where, 'must list at least one id=host:port');
+  return text.split(',').map((part, i) => {
+    const eq = part.indexOf('=');
+    if (eq < 0) {
+      throw fail(
+        'setting_invalid',
+        s.key,
+        where,
+        `entry ${i + 1} must be id=host:port, got ${JSON.stringify(part.trim())}`,
+      );
+    }
+    return [part.slice(0, eq).trim(), part.slice(eq + 1).trim()];
+  });
+}
+
 function parsePeers(s: SettingSpec, g: Given): PeerSpec[] {
   const { value, where, kind } = g;
   let entries: [unknown, unknown][];
   if (typeof value === 'string') {
-    const text = value.trim();
-    if (text === '') throw fail('setting_invalid', s.key, where, 'must list at least one id=host:port');
-    entries = text.split(',').map((part, i) => {
-      const eq = part.indexOf('=');
-      if (eq < 0) {
-        throw fail(
-          'setting_invalid',
-          s.key,
-          where,
-          `entry ${i + 1} must be id=host:port, got ${JSON.stringify(part.trim())}`,
-        );
-      }
-      return [part.slice(0, eq).trim(), part.slice(eq + 1).trim()];
-    });
+    entries = splitIdAddressList(s, value, where);
   } else if (!fromTextKind(kind) && Array.isArray(value)) {
     entries = value.map((e, i) => {
       if (e === null || typeof e !== 'object' || Array.isArray(e)) {
@@ -478,20 +483,7 @@ function parsePeerClients(s: SettingSpec, g: Given): Record<string, string> {
   const { value, where, kind } = g;
   let entries: [unknown, unknown][];
   if (typeof value === 'string') {
-    const text = value.trim();
-    if (text === '') throw fail('setting_invalid', s.key, where, 'must list at least one id=host:port');
-    entries = text.split(',').map((part, i) => {
-      const eq = part.indexOf('=');
-      if (eq < 0) {
-        throw fail(
-          'setting_invalid',
-          s.key,
-          where,
-          `entry ${i + 1} must be id=host:port, got ${JSON.stringify(part.trim())}`,
-        );
-      }
-      return [part.slice(0, eq).trim(), part.slice(eq + 1).trim()];
-    });
+    entries = splitIdAddressList(s, value, where);
   } else if (!fromTextKind(kind) && value !== null && typeof value === 'object' && !Array.isArray(value)) {
     entries = Object.entries(value as Record<string, unknown>);
   } else {

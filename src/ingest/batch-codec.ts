@@ -15,6 +15,7 @@ import {
   type Series,
 } from '../model/index.js';
 import type { SampleBatch } from '../storage/store.js';
+import { varintSize, writeVarint } from '../util/varint.js';
 import { canonicalKeyFast } from './batch.js';
 
 export const BATCH_FORMAT_VERSION = 1;
@@ -56,24 +57,6 @@ function scratchOf(size: number): Uint8Array {
   if (scratch.length < size)
     scratch = new Uint8Array(Math.min(SCRATCH_MAX, Math.max(size, scratch.length * 2)));
   return scratch;
-}
-
-function varintSize(n: number): number {
-  let size = 1;
-  while (n >= 0x80) {
-    n = Math.floor(n / 128);
-    size++;
-  }
-  return size;
-}
-
-function writeVarint(buf: Uint8Array, pos: number, n: number): number {
-  while (n >= 0x80) {
-    buf[pos++] = (n % 128) | 0x80;
-    n = Math.floor(n / 128);
-  }
-  buf[pos++] = n;
-  return pos;
 }
 
 /**

@@ -5,6 +5,7 @@
  * future layout can be told apart from this one.
  */
 import { dataCorruption } from '../errors/errors.js';
+import { varintSize, writeVarint } from '../util/varint.js';
 import type { ConfState, Entry, EntryType, HardState, SnapshotMeta } from './types.js';
 
 export const LOG_FORMAT_VERSION = 1;
@@ -32,25 +33,6 @@ export function decodeIndexKey(key: Uint8Array): number {
   if (key.length !== 8) throw dataCorruption('bad_index_key', `raft log key has ${key.length} bytes, want 8`);
   const v = new DataView(key.buffer, key.byteOffset, 8);
   return v.getUint32(0) * 0x1_0000_0000 + v.getUint32(4);
-}
-
-function varintSize(n: number): number {
-  let size = 1;
-  while (n >= 0x80) {
-    n = Math.floor(n / 128);
-    size++;
-  }
-  return size;
-}
-
-function writeVarint(buf: Uint8Array, pos: number, n: number): number {
-  if (!Number.isSafeInteger(n) || n < 0) throw new RangeError(`cannot encode ${n} as an unsigned varint`);
-  while (n >= 0x80) {
-    buf[pos++] = (n % 128) | 0x80;
-    n = Math.floor(n / 128);
-  }
-  buf[pos++] = n;
-  return pos;
 }
 
 /** A cursor over an encoded record; throws DATA_CORRUPTION on truncated or malformed input. */

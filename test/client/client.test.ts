@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { type Point, TidemarkClient, TidemarkError } from '../../src/client/index.js';
 import { invalidArgument, notLeader, outcomeUnknown, resourceExhausted } from '../../src/errors/index.js';
+import { poll } from '../helpers/wait.js';
 import { type FakeCluster, shardOfSeries, startFakeCluster } from './fake-cluster.js';
 
 let cluster: FakeCluster | undefined;
@@ -33,11 +34,7 @@ async function rejection(p: Promise<unknown>): Promise<TidemarkError> {
 }
 
 async function waitFor(fn: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!fn()) {
-    if (Date.now() > end) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 10));
-  }
+  await poll(() => fn() || undefined, 'condition', { timeoutMs: ms });
 }
 
 const requests = (c: FakeCluster) => c.nodes.reduce((n, x) => n + x.requests.length, 0);

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { type Point, TidemarkClient, type TidemarkError } from '../../src/client/index.js';
 import { invalidArgument } from '../../src/errors/index.js';
+import { poll } from '../helpers/wait.js';
 import { type FakeCluster, startFakeCluster } from './fake-cluster.js';
 
 let cluster: FakeCluster | undefined;
@@ -23,11 +24,7 @@ const point = (i: number, host = `h${i % 7}`): Point => ({
 const pts = (from: number, n: number) => Array.from({ length: n }, (_, i) => point(from + i));
 
 async function waitFor(fn: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!fn()) {
-    if (Date.now() > end) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 10));
-  }
+  await poll(() => fn() || undefined, 'condition', { timeoutMs: ms });
 }
 
 /** Whether `p` is still pending after `ms`. */

@@ -26,6 +26,7 @@ import {
   serviceDefinition,
   shutdownServer,
 } from '../../src/transport/grpc-adapter.js';
+import { poll } from '../helpers/wait.js';
 
 const LIMIT = 1024 * 1024;
 
@@ -47,11 +48,7 @@ async function rejection(p: Promise<unknown>): Promise<TidemarkError> {
 }
 
 async function waitFor(fn: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!fn()) {
-    if (Date.now() > end) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 10));
-  }
+  await poll(() => fn() || undefined, 'condition', { timeoutMs: ms });
 }
 
 function waitAbort(ctx: CallContext, ms: number): Promise<void> {

@@ -2,6 +2,7 @@ import type { TransportReport } from '../../src/raft/transport.js';
 import { type Message, MessageType } from '../../src/raft/types.js';
 import { PeerTransport, type PeerTransportOptions } from '../../src/transport/peer.js';
 import { Rng } from '../../src/util/random.js';
+import { poll } from '../helpers/wait.js';
 
 export function msg(type: MessageType, from: string, to: string, extra: Partial<Message> = {}): Message {
   return {
@@ -62,18 +63,8 @@ export async function startMesh(
   return ts;
 }
 
-export async function waitFor<T>(
-  fn: () => T | undefined | false,
-  timeoutMs: number,
-  what: string,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = fn();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
+export function waitFor<T>(fn: () => T | undefined | false, timeoutMs: number, what: string): Promise<T> {
+  return poll(fn, what, { timeoutMs });
 }
 
 /** A port that nothing listens on (bound, then released). */
