@@ -237,7 +237,7 @@ export class TidemarkNode implements ClusterService {
           snapshotPeers: snapshots,
           snapshotRegistry: snapshots,
           voters: [...map.replicasOf(shard)],
-          storeOptions: config.store,
+          storeOptions: { ...config.store, syncIntervalMs: config.storeSyncIntervalMs },
           checkpointIntervalMs: deps.checkpointIntervalMs ?? 30_000,
           driver: {
             tickMs: config.raft.tickMs,

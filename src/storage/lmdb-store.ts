@@ -14,11 +14,21 @@
  * cutoff), and every change to `chunks` is redone idempotently, so the result equals the state before
  * the crash.
  */
-import { mkdirSync, statSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { ABORT, type Database, open, type RootDatabase } from 'lmdb';
 import { decodeChunk, encodeChunk } from '../chunk/index.js';
-import { closed, dataCorruption, isTidemarkError, TidemarkError } from '../errors/index.js';
+import { closed, dataCorruption, invalidArgument, isTidemarkError, TidemarkError } from '../errors/index.js';
 import {
   MAX_TIMESTAMP_MS,
   MIN_TIMESTAMP_MS,
@@ -80,7 +90,28 @@ const HEAD_RECORD_VERSION = 1;
 
 const EMPTY = Buffer.alloc(0);
 
-export interface LmdbStoreOptions extends StoreOptions {}
+export interface LmdbStoreOptions extends StoreOptions {
+  /**
+   * 0 (default): every write group is fsync'd before its operations resolve. > 0: deferred sync, for a
+   * store under Raft whose log already holds every entry durably: commits skip fsync (they survive a
+   * process crash through the page cache), the environment is fsync'd at least this often (ms) and on
+   * checkpoint/close, and appliedIndex() reports only what the last fsync covered, so the log is never
+   * compacted past what the store has on disk. An OS crash while unsynced commits exist can tear an
+   * LMDB file written without fsync: the store then refuses to open (`store_unsynced_os_restart`).
+   */
+  syncIntervalMs: number;
+}
+
+/** Marker present while deferred-sync commits may be unsynced; holds the kernel boot id. */
+const UNSYNCED_MARKER = 'UNSYNCED';
+
+function bootId(): string {
+  try {
+    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  } catch {
+    return 'unknown';
+  }
+}
 
 interface WriteGroup {
   aborted: boolean;
@@ -108,7 +139,7 @@ function u64(n: number): Buffer {
 }
 
 export class LmdbShardStore implements ShardStore {
-  readonly capabilities: StoreCapabilities = { persistent: true };
+  readonly capabilities: StoreCapabilities;
 
   private readonly byHex = new Map<string, SeriesState>();
   private readonly byObj = new WeakMap<Series, SeriesState>();
@@ -119,8 +150,12 @@ export class LmdbShardStore implements ShardStore {
 
   /** Last applied entry (visible to reads; durable once its group commits). */
   private applied = 0;
-  /** Last applied entry whose group is committed and flushed. */
+  /** Last applied entry whose group is committed and flushed (deferred mode: and fsync'd). */
   private durableIndex = 0;
+  /** Last applied entry whose group is committed (equals durableIndex unless sync is deferred). */
+  private committedIndex = 0;
+  private syncTimer: NodeJS.Timeout | undefined;
+  private syncing: Promise<void> | null = null;
   private group: WriteGroup | null = null;
   /** Unindexed operations (retention) applied after `applied`; part of the wal key. */
   private walSeq = 0;
@@ -153,24 +188,77 @@ export class LmdbShardStore implements ShardStore {
     chunksDb: Database<Buffer, Buffer>,
     private readonly walDb: Database<Buffer, Buffer>,
     private readonly headDb: Database<Buffer, Buffer>,
+    private readonly syncIntervalMs: number,
   ) {
     this.chunks = new ChunkTable(chunksDb, opts.sealSamples);
     this.index = new PostingsIndex(seriesDb, postingsDb);
+    this.capabilities = { persistent: true, syncDeferred: syncIntervalMs > 0 };
+    if (syncIntervalMs > 0) {
+      this.syncTimer = setInterval(() => {
+        if (this.committedIndex > this.durableIndex) void this.syncNow().catch(() => {});
+      }, syncIntervalMs);
+      this.syncTimer.unref();
+    }
+  }
+
+  /** Deferred mode: fsyncs the environment (off the JS thread); then what was committed is durable. */
+  private syncNow(): Promise<void> {
+    if (this.syncing !== null) {
+      // A sync already running may have started before the latest commit: chain one more.
+      const next = this.syncing.then(() => this.syncNow());
+      return next;
+    }
+    const upTo = this.committedIndex;
+    const run = new Promise<void>((resolve, reject) => {
+      // lmdb-js runs mdb_env_sync(force) on a worker thread; its typings omit sync().
+      (this.env as unknown as { sync(cb: (err: unknown) => void): void }).sync((err) =>
+        err ? reject(err) : resolve(),
+      );
+    }).then(() => {
+      if (upTo > this.durableIndex) this.durableIndex = upTo;
+    });
+    this.syncing = run.finally(() => {
+      this.syncing = null;
+    });
+    return this.syncing;
   }
 
   /** Opens (creating if needed) the store in `dir` and recovers it. */
   static async open(dir: string, options?: Partial<LmdbStoreOptions>): Promise<LmdbShardStore> {
-    const opts = resolveStoreOptions(options);
+    const { syncIntervalMs = 0, ...storeOptions } = options ?? {};
+    const opts = resolveStoreOptions(storeOptions);
+    if (!Number.isInteger(syncIntervalMs) || syncIntervalMs < 0 || syncIntervalMs > 3_600_000) {
+      throw invalidArgument(
+        'option_invalid',
+        'options.syncIntervalMs',
+        `options.syncIntervalMs must be an integer in [0, 3600000], got ${String(syncIntervalMs)}`,
+      );
+    }
     if (typeof dir !== 'string' || dir.length === 0) {
       throw new TidemarkError('INVALID_ARGUMENT', 'dir_invalid', 'store directory must be a non-empty path', {
         field: 'dir',
       });
     }
     mkdirSync(dir, { recursive: true });
-    // Durability: noSync stays off. Writes use synchronous transactions, whose commit is LMDB's durable
-    // commit (fsync before the meta page; overlappingSync only affects lmdb-js's async transactions),
-    // and every write also awaits env.flushed before resolving.
-    const env = open({ path: dir, compression: false, maxDbs: 8, noSync: false });
+    const deferred = syncIntervalMs > 0;
+    const marker = join(dir, UNSYNCED_MARKER);
+    if (existsSync(marker)) {
+      const was = readFileSync(marker, 'utf8').trim();
+      if (was !== bootId()) {
+        throw new TidemarkError(
+          'FAILED_PRECONDITION',
+          'store_unsynced_os_restart',
+          `shard store in ${dir} had unsynced commits when the machine restarted; its file may be torn. ` +
+            "Remove this node's data directory: the node is rebuilt from its peers by snapshot",
+          { dir },
+        );
+      }
+    }
+    // Durability: with syncIntervalMs = 0 noSync stays off: writes use synchronous transactions, whose
+    // commit is LMDB's durable commit (fsync before the meta page), and every write also awaits
+    // env.flushed. Deferred mode writes the marker (fsync'd) before the first unsynced commit.
+    if (deferred) writeDurably(marker, `${bootId()}\n`);
+    const env = open({ path: dir, compression: false, maxDbs: 8, noSync: deferred });
     const db = (name: string) =>
       env.openDB<Buffer, Buffer>({ name, keyEncoding: 'binary', encoding: 'binary', compression: false });
     const store = new LmdbShardStore(
@@ -183,6 +271,7 @@ export class LmdbShardStore implements ShardStore {
       db('chunks'),
       db('wal'),
       db('head'),
+      syncIntervalMs,
     );
     try {
       await store.recover();
@@ -244,9 +333,13 @@ export class LmdbShardStore implements ShardStore {
     this.walSeq = index === this.applied ? seq : 0;
     if (records.length > 0) {
       this.checkpointSync();
-      await this.durable();
+      await this.synced();
     }
-    this.durableIndex = this.applied;
+    // Deferred mode: what recovery found came through the page cache, not necessarily the disk; it is
+    // counted durable after the first sync (the log keeps those entries until then).
+    this.committedIndex = this.applied;
+    if (this.syncIntervalMs === 0) this.durableIndex = this.applied;
+    else await this.syncNow();
   }
 
   private loadHeadRecord(key: Buffer, value: Buffer): void {
@@ -372,6 +465,8 @@ export class LmdbShardStore implements ShardStore {
     const committed = this.env.transactionSync(() => pending) as unknown as Promise<unknown>;
     g.done = Promise.resolve(committed).then(async () => {
       if (g.aborted) throw this.failed;
+      if (g.lastIndex > this.committedIndex) this.committedIndex = g.lastIndex;
+      if (this.syncIntervalMs > 0) return;
       await this.env.flushed;
       if (g.lastIndex > this.durableIndex) this.durableIndex = g.lastIndex;
     });
@@ -380,10 +475,19 @@ export class LmdbShardStore implements ShardStore {
     setImmediate(() => end(g.aborted ? ABORT : true));
   }
 
-  /** Resolves when everything written so far is committed and flushed. */
+  /**
+   * Resolves when everything written so far is committed and flushed; in deferred mode, committed
+   * (in the page cache, which survives a process crash) — fsync comes with the next sync.
+   */
   private async durable(): Promise<void> {
     if (this.group !== null) await this.group.done;
-    else await this.env.flushed;
+    else if (this.syncIntervalMs === 0) await this.env.flushed;
+  }
+
+  /** Resolves when everything written so far is on disk (fsync'd), in either mode. */
+  private async synced(): Promise<void> {
+    await this.durable();
+    if (this.syncIntervalMs > 0) await this.syncNow();
   }
 
   /** The last entry whose effects are durable (entries still in an open write group are not counted). */
@@ -761,7 +865,7 @@ export class LmdbShardStore implements ShardStore {
   async checkpoint(): Promise<void> {
     this.check();
     this.checkpointSync();
-    await this.durable();
+    await this.synced();
   }
 
   /**
@@ -782,11 +886,16 @@ export class LmdbShardStore implements ShardStore {
       if (this.group !== null) await this.group.done.catch(() => {});
       if (this.failed === null) {
         this.checkpointSync();
-        await this.durable();
+        await this.synced();
       }
     } finally {
+      if (this.syncTimer) clearInterval(this.syncTimer);
+      await this.syncing?.catch(() => {});
       await this.env.close();
     }
+    // Clean close: everything is fsync'd (a failed store keeps the marker: it was not synced).
+    if (this.syncIntervalMs > 0 && this.failed === null)
+      rmSync(join(this.dir, UNSYNCED_MARKER), { force: true });
   }
 
   // ---------------------------------------------------------------- reads
@@ -890,4 +999,21 @@ export class LmdbShardStore implements ShardStore {
 /** Opens (creating if needed) the LMDB shard store in `dir`: LmdbShardStore.open. */
 export function openShardStore(dir: string, options?: Partial<LmdbStoreOptions>): Promise<LmdbShardStore> {
   return LmdbShardStore.open(dir, options);
+}
+
+/** Writes a small file and fsyncs it and its directory entry. */
+function writeDurably(path: string, text: string): void {
+  const fd = openSync(path, 'w');
+  try {
+    writeSync(fd, text);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  const dfd = openSync(join(path, '..'), 'r');
+  try {
+    fsyncSync(dfd);
+  } finally {
+    closeSync(dfd);
+  }
 }

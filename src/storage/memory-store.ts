@@ -39,7 +39,7 @@ interface MemSeries {
 }
 
 export class MemoryShardStore implements ShardStore {
-  readonly capabilities: StoreCapabilities = { persistent: false };
+  readonly capabilities: StoreCapabilities = { persistent: false, syncDeferred: false };
   private readonly opts: StoreOptions;
   private readonly series = new Map<string, MemSeries>();
   private readonly meta = new Map<string, Uint8Array>();

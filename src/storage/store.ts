@@ -138,6 +138,11 @@ export interface StoreStats {
 export interface StoreCapabilities {
   /** Data survives close() + reopen of the same directory. */
   readonly persistent: boolean;
+  /**
+   * Writes resolve once committed (they survive a process crash) but become durable against an OS crash,
+   * and count in appliedIndex(), only at the store's next sync (periodic, or forced by checkpoint()).
+   */
+  readonly syncDeferred: boolean;
 }
 
 export interface ShardStore {

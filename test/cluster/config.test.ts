@@ -145,6 +145,7 @@ describe('sources and precedence', () => {
       raft: { tickMs: 50, electionTicks: 20, heartbeatTicks: 2 },
       limits: { maxProposalQueue: 10, maxRequestBytes: 2048 },
       store: { ...DEFAULT_STORE_OPTIONS, sealSamples: 512, retentionMs: 86400000 },
+      storeSyncIntervalMs: 1000,
     } satisfies NodeConfig);
   });
 

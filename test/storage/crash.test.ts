@@ -17,9 +17,16 @@ afterAll(() => {
 });
 
 /** Runs the writer until it reported `minLines` batches, then waits `delayMs` and kills it. */
-function runAndKill(dir: string, seed: number, minLines: number, delayMs: number): Promise<number> {
+function runAndKill(
+  dir: string,
+  seed: number,
+  minLines: number,
+  delayMs: number,
+  syncIntervalMs: number,
+): Promise<number> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', writer, dir, String(seed)], {
+    const args = ['--import', 'tsx', writer, dir, String(seed), String(syncIntervalMs)];
+    const child = spawn(process.execPath, args, {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let last = 0;
@@ -55,17 +62,31 @@ function runAndKill(dir: string, seed: number, minLines: number, delayMs: number
 }
 
 describe('crash safety (SIGKILL a writer process)', () => {
-  for (const seed of [11, 12, 13]) {
-    it(`seed ${seed}: resolved batches survive, no batch is torn`, async () => {
+  // syncIntervalMs 0: every batch fsync'd; 25: deferred sync (commits reach the page cache only, which
+  // a process crash does not lose).
+  for (const [seed, syncIntervalMs] of [
+    [11, 0],
+    [12, 0],
+    [13, 0],
+    [14, 25],
+    [15, 25],
+  ] as const) {
+    it(`seed ${seed}, syncIntervalMs ${syncIntervalMs}: resolved batches survive, no batch is torn`, async () => {
       const r = rng(seed);
       const { dir, cleanup } = tempDir('tidemark-crash-');
       cleanups.push(cleanup);
       let resolvedUpTo = 0;
       // two crash/restart rounds on the same directory: recovery of a recovered store too
       for (let round = 0; round < 2; round++) {
-        const reported = await runAndKill(dir, seed, 3 + Math.floor(r() * 20), Math.floor(r() * 150));
+        const reported = await runAndKill(
+          dir,
+          seed,
+          3 + Math.floor(r() * 20),
+          Math.floor(r() * 150),
+          syncIntervalMs,
+        );
         resolvedUpTo = Math.max(resolvedUpTo, reported);
-        const store = await LmdbShardStore.open(dir, CRASH_OPTIONS);
+        const store = await LmdbShardStore.open(dir, { ...CRASH_OPTIONS, syncIntervalMs });
         try {
           const applied = store.appliedIndex();
           // the writer awaits each batch: at most the one in flight may be there without being reported

@@ -1,4 +1,4 @@
-import { copyFileSync } from 'node:fs';
+import { copyFileSync, existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { open } from 'lmdb';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -9,7 +9,11 @@ import {
   resolveStoreOptions,
   type ShardStore,
 } from '../../src/storage/index.js';
-import { batch, dump, tempDir } from './helpers.js';
+import { poll } from '../helpers/wait.js';
+import { batch, dump, series, tempDir } from './helpers.js';
+
+const CPU_A = series('cpu', { host: 'a' });
+
 import { describeShardStore } from './store-suite.js';
 
 const dirs = new Map<ShardStore, string>();
@@ -33,6 +37,78 @@ describeShardStore('LmdbShardStore', {
     dirs.set(s, dir);
     return s;
   },
+});
+
+describeShardStore('LmdbShardStore (deferred sync)', {
+  create: async (options) => {
+    const { dir, cleanup } = tempDir();
+    cleanups.push(cleanup);
+    const s = await LmdbShardStore.open(dir, { ...options, syncIntervalMs: 20 });
+    dirs.set(s, dir);
+    return s;
+  },
+  reopen: async (store, options) => {
+    const dir = dirs.get(store)!;
+    await store.close();
+    const s = await LmdbShardStore.open(dir, { ...options, syncIntervalMs: 20 });
+    dirs.set(s, dir);
+    return s;
+  },
+});
+
+describe('LmdbShardStore deferred sync', () => {
+  it('reports as applied only what an fsync covered; checkpoint and close sync', async () => {
+    const { dir, cleanup } = tempDir();
+    cleanups.push(cleanup);
+    // A long interval: only checkpoint() syncs during the test.
+    let s = await LmdbShardStore.open(dir, { syncIntervalMs: 3_600_000 });
+    expect(existsSync(join(dir, 'UNSYNCED'))).toBe(true);
+    await s.applyBatch(1, batch([[CPU_A, 1000, 1]]));
+    await s.applyBatch(2, batch([[CPU_A, 2000, 2]]));
+    expect(s.appliedIndex()).toBe(0);
+    expect(dump(s, { metric: 'cpu' })).toHaveLength(1); // visible before it is durable
+    await s.checkpoint();
+    expect(s.appliedIndex()).toBe(2);
+    await s.close();
+    expect(existsSync(join(dir, 'UNSYNCED'))).toBe(false);
+    s = await LmdbShardStore.open(dir, { syncIntervalMs: 3_600_000 });
+    expect(s.appliedIndex()).toBe(2);
+    await s.close();
+  });
+
+  it('the interval timer syncs on its own', async () => {
+    const { dir, cleanup } = tempDir();
+    cleanups.push(cleanup);
+    const s = await LmdbShardStore.open(dir, { syncIntervalMs: 10 });
+    await s.applyBatch(1, batch([[CPU_A, 1000, 1]]));
+    await poll(() => s.appliedIndex() === 1, 'the periodic sync');
+    await s.close();
+  });
+
+  it('refuses a store left unsynced by an OS restart (another boot id), naming the way out', async () => {
+    const { dir, cleanup } = tempDir();
+    cleanups.push(cleanup);
+    const s = await LmdbShardStore.open(dir, { syncIntervalMs: 100 });
+    await s.applyBatch(1, batch([[CPU_A, 1000, 1]]));
+    await s.close();
+    writeFileSync(join(dir, 'UNSYNCED'), 'another-boot\n');
+    const err = (await LmdbShardStore.open(dir, { syncIntervalMs: 100 }).catch(
+      (e: unknown) => e,
+    )) as TidemarkError;
+    expect(isTidemarkError(err)).toBe(true);
+    expect(err.code).toBe('FAILED_PRECONDITION');
+    expect(err.reason).toBe('store_unsynced_os_restart');
+    expect(err.message).toMatch(/snapshot/);
+  });
+
+  it('validates syncIntervalMs', async () => {
+    const { dir, cleanup } = tempDir();
+    cleanups.push(cleanup);
+    const err = (await LmdbShardStore.open(dir, { syncIntervalMs: -1 }).catch(
+      (e: unknown) => e,
+    )) as TidemarkError;
+    expect(err.details.field).toBe('options.syncIntervalMs');
+  });
 });
 
 describe('LmdbShardStore specifics', () => {

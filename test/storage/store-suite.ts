@@ -40,6 +40,15 @@ async function expectRejects(p: Promise<unknown>, code: string, field?: string):
   );
 }
 
+/**
+ * appliedIndex() counts only durable effects; a store with deferred sync makes them durable at its next
+ * sync, which checkpoint() forces.
+ */
+async function durableApplied(s: ShardStore): Promise<number> {
+  if (s.capabilities.syncDeferred) await s.checkpoint();
+  return s.appliedIndex();
+}
+
 export function describeShardStore(name: string, factory: ShardStoreFactory): void {
   describe(`ShardStore contract: ${name}`, () => {
     const open: ShardStore[] = [];
@@ -68,7 +77,7 @@ export function describeShardStore(name: string, factory: ShardStoreFactory): vo
         ]),
       );
       expect(r).toEqual({ accepted: 4, rejected: [], duplicate: false });
-      expect(s.appliedIndex()).toBe(1);
+      expect(await durableApplied(s)).toBe(1);
       const cpu = dump(s, { metric: 'cpu' });
       expect(cpu).toHaveLength(2);
       const byName = Object.fromEntries(cpu.map((d) => [d.series, d]));
@@ -244,10 +253,10 @@ export function describeShardStore(name: string, factory: ShardStoreFactory): vo
 
     it('applied index: duplicates are no-ops, meta is recorded with the batch', async () => {
       const s = await make();
-      expect(s.appliedIndex()).toBe(0);
+      expect(await durableApplied(s)).toBe(0);
       const r = await s.applyBatch(5, batch([[cpu0, 10, 1]]), { 'kafka/0': new Uint8Array([1, 2]) });
       expect(r.duplicate).toBe(false);
-      expect(s.appliedIndex()).toBe(5);
+      expect(await durableApplied(s)).toBe(5);
       expect(s.getMeta('kafka/0')).toEqual(new Uint8Array([1, 2]));
       const dup = await s.applyBatch(5, batch([[cpu0, 10, 99]]), { 'kafka/0': new Uint8Array([9]) });
       expect(dup).toEqual({ accepted: 0, rejected: [], duplicate: true });
@@ -256,7 +265,7 @@ export function describeShardStore(name: string, factory: ShardStoreFactory): vo
       expect(s.getMeta('kafka/0')).toEqual(new Uint8Array([1, 2]));
       expect(dump(s, { metric: 'cpu' })[0]!.vals).toEqual([1]);
       await s.append(batch([[cpu0, 20, 2]]));
-      expect(s.appliedIndex()).toBe(6);
+      expect(await durableApplied(s)).toBe(6);
       expect(s.getMeta('missing')).toBeUndefined();
       await expect(s.applyBatch(0, batch([]))).rejects.toSatisfy((e) =>
         isTidemarkError(e, 'INVALID_ARGUMENT'),
@@ -273,10 +282,10 @@ export function describeShardStore(name: string, factory: ShardStoreFactory): vo
       ]) {
         await expectRejects(s.applyBatch(7, bad as never), 'INVALID_ARGUMENT', 'batch');
       }
-      expect(s.appliedIndex()).toBe(6);
+      expect(await durableApplied(s)).toBe(6);
       // an empty batch still advances the index
       await s.applyBatch(7, batch([]));
-      expect(s.appliedIndex()).toBe(7);
+      expect(await durableApplied(s)).toBe(7);
     });
 
     it('rejects invalid samples deterministically without throwing', async () => {
@@ -397,10 +406,10 @@ export function describeShardStore(name: string, factory: ShardStoreFactory): vo
         'INVALID_ARGUMENT',
         'matchers[0].value',
       );
-      expect(s.appliedIndex()).toBe(1);
+      expect(await durableApplied(s)).toBe(1);
       const bad = await s.applyDelete(2, { metric: 'cpu', matchers: [{ name: 'x', op: '=~', value: '[' }] });
       expect(bad.error?.field).toBe('matchers[0].value');
-      expect(s.appliedIndex()).toBe(2);
+      expect(await durableApplied(s)).toBe(2);
       const dup = await s.applyDelete(2, { metric: 'cpu' });
       expect(dup.duplicate).toBe(true);
       expect(dump(s, { metric: 'cpu' })).toHaveLength(1);
@@ -492,7 +501,7 @@ export function describeShardStore(name: string, factory: ShardStoreFactory): vo
       );
       const results = await Promise.all(inFlight);
       expect(results.slice(0, 20).every((r) => (r as { accepted: number }).accepted === 2)).toBe(true);
-      expect(s.appliedIndex()).toBe(21);
+      expect(await durableApplied(s)).toBe(21);
       const lengths = Object.fromEntries(dump(s, { metric: 'cpu' }).map((d) => [d.series, d.ts.length]));
       expect(lengths).toEqual({ 'cpu{dc=us-east,host=a}': 20, 'cpu{dc=us,host=b}': 14 });
     });
@@ -531,7 +540,7 @@ export function describeShardStore(name: string, factory: ShardStoreFactory): vo
       const stats = s.stats();
       s = await reopen(s, opts);
       expect({ cpu: dump(s, { metric: 'cpu' }), mem: dump(s, { metric: 'mem' }) }).toEqual(before);
-      expect(s.appliedIndex()).toBe(5);
+      expect(await durableApplied(s)).toBe(5);
       expect(s.getMeta('off')).toEqual(new Uint8Array([7]));
       expect(s.seriesCount()).toBe(stats.series);
       expect(s.stats().retentionCutoff).toBe(150 * H + 1);
