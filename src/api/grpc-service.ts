@@ -13,7 +13,13 @@ import {
   TidemarkService,
   type WriteRequest,
 } from '../gen/tidemark/v1/client_pb.js';
-import { makeSeries, type Series } from '../model/index.js';
+import {
+  MAX_TIMESTAMP_MS,
+  MIN_TIMESTAMP_MS,
+  makeSeries,
+  type Series,
+  validateTimestamp,
+} from '../model/index.js';
 import type { Matcher, MatchOp, SampleBatch, SelectRequest } from '../storage/store.js';
 import { addService, type ServiceImplementation } from '../transport/grpc-adapter.js';
 import type { ClusterService } from './cluster-service.js';
@@ -56,8 +62,14 @@ export function batchFromWriteRequest(req: WriteRequest): { batch: SampleBatch; 
     series.push(makeSeries(s.series.metric, s.series.tags, `batch.series[${i}].series`));
     offsets.push(j);
     for (let k = 0; k < s.timestamps.length; k++, j++) {
+      const t = Number(s.timestamps[k]);
+      // Malformed input fails the whole request before anything is written (the store would only reject
+      // the sample); policy rejections (too_old, out_of_retention) stay per sample in the response.
+      if (!(t >= MIN_TIMESTAMP_MS && t <= MAX_TIMESTAMP_MS)) {
+        validateTimestamp(t, `batch.series[${i}].timestamps[${k}]`);
+      }
       seriesRef[j] = i;
-      timestamps[j] = Number(s.timestamps[k]);
+      timestamps[j] = t;
       values[j] = s.values[k]!;
     }
   }

@@ -105,24 +105,27 @@ describe('TidemarkNode: malformed requests change nothing', () => {
     expect(await countOf('mw')).toEqual([0, 0, 0]);
   });
 
-  it('gRPC Write: timestamps out of range are rejected per sample (invalid_timestamp), nothing stored', async () => {
-    const r = await client.write({
-      batch: {
-        series: [
-          {
-            series: { metric: 'mt', tags: { host: 'x' } },
-            timestamps: [-1n, 2n ** 62n, -(2n ** 63n)],
-            values: [1, 2, 3],
+  it('gRPC Write: a timestamp out of range fails the whole request naming it, nothing stored', async () => {
+    for (const [bad, k] of [
+      [-1n, 1],
+      [2n ** 62n, 1],
+      [-(2n ** 63n), 1],
+    ] as const) {
+      const err = await failure(
+        client.write({
+          batch: {
+            series: [
+              { series: { metric: 'mt', tags: { host: 'x' } }, timestamps: [5n, bad], values: [1, 2] },
+            ],
           },
-        ],
-      },
-    });
-    expect(r.accepted).toBe(0n);
-    expect(r.rejected.map((x) => [x.seriesIndex, x.sampleIndex, x.reason])).toEqual([
-      [0, 0, 'invalid_timestamp'],
-      [0, 1, 'invalid_timestamp'],
-      [0, 2, 'invalid_timestamp'],
-    ]);
+        }),
+      );
+      expect(err).toMatchObject({
+        code: 'INVALID_ARGUMENT',
+        reason: 'timestamp_out_of_range',
+        field: `batch.series[0].timestamps[${k}]`,
+      });
+    }
     expect(await countOf('mt')).toEqual([0, 0, 0]);
   });
 

@@ -130,14 +130,23 @@ describe('TidemarkNode: three nodes in one process', () => {
         batch: {
           series: [
             { series: { metric: 'g1', tags: { host: 'x' } }, timestamps: [1n, 2n, 3n], values: [1, 2, 3] },
-            { series: { metric: 'g1', tags: { host: 'y' } }, timestamps: [1n, -5n], values: [4, 5] },
+            { series: { metric: 'g1', tags: { host: 'y' } }, timestamps: [1n], values: [4] },
           ],
         },
       });
       expect(ok.accepted).toBe(4n);
-      expect(ok.rejected.map((r) => [r.seriesIndex, r.sampleIndex, r.reason])).toEqual([
-        [1, 1, 'invalid_timestamp'],
-      ]);
+      expect(ok.rejected).toEqual([]);
+      // Malformed input fails the request as a whole, naming the field; nothing of it is stored.
+      const bad = await a
+        .write({
+          batch: {
+            series: [
+              { series: { metric: 'g1', tags: { host: 'z' } }, timestamps: [1n, -5n], values: [4, 5] },
+            ],
+          },
+        })
+        .catch((e: unknown) => e);
+      expect(bad).toMatchObject({ code: 'INVALID_ARGUMENT', field: 'batch.series[0].timestamps[1]' });
       const series = [];
       for await (const m of b.query({ metric: 'g1' })) series.push(...m.series);
       expect(series.map((s) => [s.series?.tags.host, s.timestamps.map(Number), s.values])).toEqual([
