@@ -37,6 +37,9 @@ export interface ReplicaStatus {
   commit: number;
   applied: number;
   leader: string;
+  /** First and last index in the replica's Raft log (entries before firstIndex were compacted away). */
+  firstIndex: number;
+  lastIndex: number;
 }
 
 export interface NodeStatus {

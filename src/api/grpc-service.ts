@@ -196,6 +196,8 @@ export function tidemarkServiceImpl(
           commit: BigInt(r.commit),
           applied: BigInt(r.applied),
           leader: r.leader,
+          firstIndex: BigInt(r.firstIndex),
+          lastIndex: BigInt(r.lastIndex),
         })),
       };
     },

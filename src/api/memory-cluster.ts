@@ -183,6 +183,8 @@ export class MemoryCluster implements ClusterService {
           commit: applied,
           applied,
           leader: down ? '' : this.nodeId,
+          firstIndex: applied === 0 ? 0 : 1,
+          lastIndex: applied,
         };
       }),
     };

@@ -60,7 +60,11 @@ export interface NodeConfig {
     readonly electionTicks: number;
     /** Ticks between leader heartbeats; < electionTicks. */
     readonly heartbeatTicks: number;
+    /** A shard's log is compacted once this many applied entries precede its first index; 0 never. */
+    readonly compactEntries: number;
   };
+  /** Each shard store checkpoints (persists its head, truncates its write-ahead records) this often; 0 never. */
+  readonly checkpointIntervalMs: number;
   readonly limits: {
     /** Proposals waiting per shard before writes are refused with RESOURCE_EXHAUSTED. */
     readonly maxProposalQueue: number;
@@ -93,7 +97,8 @@ export const DEFAULT_CONFIG: NodeConfig = deepFreeze({
   shards: 16,
   replication: 3,
   dataDir: 'data',
-  raft: { tickMs: 100, electionTicks: 10, heartbeatTicks: 1 },
+  raft: { tickMs: 100, electionTicks: 10, heartbeatTicks: 1, compactEntries: 10_000 },
+  checkpointIntervalMs: 30_000,
   limits: { maxProposalQueue: 1024, maxRequestBytes: 16 * 1024 * 1024 },
   store: { ...DEFAULT_STORE_OPTIONS },
   storeSyncIntervalMs: 1000,
@@ -166,6 +171,20 @@ export const SETTINGS: readonly SettingSpec[] = Object.freeze([
     env: 'TIDEMARK_HEARTBEAT_TICKS',
     kind: 'int',
     range: [1, 9_999],
+  },
+  {
+    key: 'raft.compactEntries',
+    flag: 'raft-compact-entries',
+    env: 'TIDEMARK_RAFT_COMPACT_ENTRIES',
+    kind: 'int',
+    range: [0, 1_000_000_000],
+  },
+  {
+    key: 'checkpointIntervalMs',
+    flag: 'checkpoint-interval-ms',
+    env: 'TIDEMARK_CHECKPOINT_INTERVAL_MS',
+    kind: 'int',
+    range: [0, 86_400_000],
   },
   {
     key: 'limits.maxProposalQueue',
@@ -910,7 +929,9 @@ function resolve(layers: Layer[], hostname: string | undefined): NodeConfig {
       tickMs: num('raft.tickMs'),
       electionTicks: num('raft.electionTicks'),
       heartbeatTicks: num('raft.heartbeatTicks'),
+      compactEntries: num('raft.compactEntries'),
     },
+    checkpointIntervalMs: num('checkpointIntervalMs'),
     limits: {
       maxProposalQueue: num('limits.maxProposalQueue'),
       maxRequestBytes: num('limits.maxRequestBytes'),

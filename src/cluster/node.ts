@@ -238,12 +238,13 @@ export class TidemarkNode implements ClusterService {
           snapshotRegistry: snapshots,
           voters: [...map.replicasOf(shard)],
           storeOptions: { ...config.store, syncIntervalMs: config.storeSyncIntervalMs },
-          checkpointIntervalMs: deps.checkpointIntervalMs ?? 30_000,
+          checkpointIntervalMs: deps.checkpointIntervalMs ?? config.checkpointIntervalMs,
           driver: {
             tickMs: config.raft.tickMs,
             electionTick: config.raft.electionTicks,
             heartbeatTick: config.raft.heartbeatTicks,
             maxPendingProposals: config.limits.maxProposalQueue,
+            compactThreshold: config.raft.compactEntries,
             ...deps.driver,
           },
           onFatal: (err) => deps.logger?.warn({ shard, err: String(err) }, 'shard replica stopped'),
@@ -684,7 +685,16 @@ export class TidemarkNode implements ClusterService {
       shardCount: this.config.shards,
       replicas: [...this.replicas].map(([shard, r]) => {
         const s = r.driver.status();
-        return { shard, role: s.role, term: s.term, commit: s.commit, applied: s.applied, leader: s.leader };
+        return {
+          shard,
+          role: s.role,
+          term: s.term,
+          commit: s.commit,
+          applied: s.applied,
+          leader: s.leader,
+          firstIndex: s.firstIndex,
+          lastIndex: s.lastIndex,
+        };
       }),
     };
   }

@@ -55,7 +55,7 @@ describe('defaults', () => {
     });
     expect(DEFAULT_CONFIG.shards).toBe(16);
     expect(DEFAULT_CONFIG.replication).toBe(3);
-    expect(DEFAULT_CONFIG.raft).toEqual({ tickMs: 100, electionTicks: 10, heartbeatTicks: 1 });
+    expect(DEFAULT_CONFIG.raft).toEqual({ tickMs: 100, electionTicks: 10, heartbeatTicks: 1, compactEntries: 10_000 });
     expect(DEFAULT_CONFIG.store).toEqual(DEFAULT_STORE_OPTIONS);
   });
 
@@ -142,7 +142,8 @@ describe('sources and precedence', () => {
       shards: 64,
       replication: 2,
       dataDir: '/var/lib/tidemark',
-      raft: { tickMs: 50, electionTicks: 20, heartbeatTicks: 2 },
+      raft: { tickMs: 50, electionTicks: 20, heartbeatTicks: 2, compactEntries: 10_000 },
+      checkpointIntervalMs: 30_000,
       limits: { maxProposalQueue: 10, maxRequestBytes: 2048 },
       store: { ...DEFAULT_STORE_OPTIONS, sealSamples: 512, retentionMs: 86400000 },
       storeSyncIntervalMs: 1000,
@@ -179,7 +180,7 @@ describe('sources and precedence', () => {
     expect(c.shards).toBe(8);
     expect(c.replication).toBe(3);
     expect(c.dataDir).toBe('/d');
-    expect(c.raft).toEqual({ tickMs: 10, electionTicks: 5, heartbeatTicks: 1 });
+    expect(c.raft).toEqual({ tickMs: 10, electionTicks: 5, heartbeatTicks: 1, compactEntries: 10_000 });
     expect(c.limits).toEqual({ maxProposalQueue: 7, maxRequestBytes: 4096 });
     expect(c.store.checkpointRecords).toBe(9);
   });
@@ -202,7 +203,7 @@ describe('sources and precedence', () => {
     expect(c.listen.grpc).toBe('0.0.0.0:4243');
     expect(c.peers.map((p) => p.id)).toEqual(['a', 'b', 'c']);
     expect(c.shards).toBe(32);
-    expect(c.raft).toEqual({ tickMs: 20, electionTicks: 10, heartbeatTicks: 1 });
+    expect(c.raft).toEqual({ tickMs: 20, electionTicks: 10, heartbeatTicks: 1, compactEntries: 10_000 });
     expect(c.limits.maxRequestBytes).toBe(1 << 20);
     expect(c.store.sealSamples).toBe(256);
     const asList = loadConfig({
