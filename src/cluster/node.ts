@@ -248,6 +248,11 @@ export class TidemarkNode implements ClusterService {
             ...deps.driver,
           },
           onFatal: (err) => deps.logger?.warn({ shard, err: String(err) }, 'shard replica stopped'),
+          onStoreDiscarded: (aside) =>
+            deps.logger?.warn(
+              { shard, aside },
+              'shard store had unsynced commits at an OS restart: set aside, rebuilding from the log or a peer',
+            ),
         });
         replicas.set(shard, r);
       }

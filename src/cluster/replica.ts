@@ -12,7 +12,7 @@
  * Raft snapshot is a descriptor and images stream on demand (./store-snapshot.ts).
  */
 import { mkdirSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isTidemarkError, TidemarkError } from '../errors/index.js';
 import { type DriverOptions, type DriverStatus, RaftDriver } from '../raft/driver.js';
@@ -82,6 +82,8 @@ export interface ShardReplicaOptions {
    */
   voters?: NodeId[];
   storeOptions?: Partial<LmdbStoreOptions>;
+  /** Told when a possibly torn store (OS crash with unsynced commits) was moved to `aside` and rebuilt. */
+  onStoreDiscarded?: (aside: string) => void;
   driver?: ReplicaDriverOptions;
   /** Store checkpoint period in ms (default 30,000; 0 disables). */
   checkpointIntervalMs?: number;
@@ -164,7 +166,7 @@ export class ShardReplica {
     });
     let store: LmdbShardStore;
     try {
-      store = await LmdbShardStore.open(join(dir, STORE_DIR), opts.storeOptions);
+      store = await openStore(join(dir, STORE_DIR), opts);
     } catch (err) {
       await log.close();
       throw err;
@@ -179,7 +181,9 @@ export class ShardReplica {
       codec: opts.codec ?? localEntryCodec,
       peers: opts.snapshotPeers,
       members: () => {
-        const c = driver?.status().conf ?? log.initialState().conf;
+        // Before the driver has started (a restore from RaftDriver.start) its conf is still empty.
+        const live = driver?.status().conf;
+        const c = live !== undefined && live.voters.length > 0 ? live : log.initialState().conf;
         return [...c.voters, ...c.learners];
       },
       termOf: (i) => log.term(i),
@@ -358,5 +362,23 @@ export class ShardReplica {
         },
       );
     });
+  }
+}
+
+/**
+ * Opens the shard store. A store that an OS crash may have torn (deferred sync, `store_unsynced_os_restart`)
+ * is set aside and replaced by an empty one: the Raft log and its hard state live in their own fsync'd
+ * environment and are intact, so the replica keeps its identity and votes, and the driver refills the store
+ * from the log, or from a peer's image when the log was compacted (RaftDriver.start → restore).
+ */
+async function openStore(path: string, opts: ShardReplicaOptions): Promise<LmdbShardStore> {
+  try {
+    return await LmdbShardStore.open(path, opts.storeOptions);
+  } catch (err) {
+    if (!isTidemarkError(err, 'FAILED_PRECONDITION') || err.reason !== 'store_unsynced_os_restart') throw err;
+    const aside = `${path}.torn-${Date.now()}`;
+    await rename(path, aside);
+    opts.onStoreDiscarded?.(aside);
+    return LmdbShardStore.open(path, opts.storeOptions);
   }
 }

@@ -249,7 +249,7 @@ export class LmdbShardStore implements ShardStore {
           'FAILED_PRECONDITION',
           'store_unsynced_os_restart',
           `shard store in ${dir} had unsynced commits when the machine restarted; its file may be torn. ` +
-            "Remove this node's data directory: the node is rebuilt from its peers by snapshot",
+            'A shard replica sets it aside and rebuilds it from its Raft log or a peer',
           { dir },
         );
       }

@@ -1,4 +1,4 @@
-import { cpSync, existsSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { decodeKafkaOffset, kafkaMeta, kafkaOffsetKey, localEntryCodec } from '../../src/cluster/entry.js';
@@ -389,5 +389,32 @@ describe('ShardReplica: 3 replicas over MemoryNetwork with LMDB', () => {
     await waitFor(() => r.leader() !== '', 'leader known');
     await r.read({ metric: 'cpu' });
     expect(dumpStore(r.store)).toEqual(dumpStore(leader.store));
+  });
+
+  it('a store left unsynced by an OS restart is set aside and rebuilt from a peer; the log is kept', async () => {
+    cluster = new ReplicaCluster({
+      replica: { storeOptions: { syncIntervalMs: 20 }, driver: { compactThreshold: 20 } },
+    });
+    await cluster.startAll();
+    const leader = await cluster.leader();
+    const victim = cluster.ids.find((id) => id !== leader.nodeId)!;
+    for (let i = 0; i < 40; i++) await leader.write(makeBatch(i * 100, 10));
+    await waitFor(() => cluster!.get(victim).status().firstIndex > 1, 'the victim compacted its log');
+    const hardTerm = cluster.get(victim).status().term;
+    await cluster.stop(victim);
+    // The machine "restarted" with unsynced commits: the marker names another boot.
+    const storeDir = join(cluster.dataDir(victim), 'shard-7', 'store');
+    writeFileSync(join(storeDir, 'UNSYNCED'), 'another-boot\n');
+    const discarded: string[] = [];
+    const r = await cluster.start(victim, { onStoreDiscarded: (aside) => discarded.push(aside) });
+    expect(discarded).toHaveLength(1);
+    expect(existsSync(discarded[0]!)).toBe(true);
+    // Same Raft identity and log: its term never went back.
+    expect(r.status().term).toBeGreaterThanOrEqual(hardTerm);
+    await waitFor(() => r.status().durableApplied >= leader.status().applied, 'rebuilt');
+    await waitFor(() => r.leader() !== '', 'leader known');
+    await r.read({ metric: 'cpu' });
+    expect(dumpStore(r.store)).toEqual(dumpStore(leader.store));
+    expect(dumpStore(r.store)).toHaveLength(400);
   });
 });

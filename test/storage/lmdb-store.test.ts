@@ -98,7 +98,7 @@ describe('LmdbShardStore deferred sync', () => {
     expect(isTidemarkError(err)).toBe(true);
     expect(err.code).toBe('FAILED_PRECONDITION');
     expect(err.reason).toBe('store_unsynced_os_restart');
-    expect(err.message).toMatch(/snapshot/);
+    expect(err.message).toMatch(/sets it aside/);
   });
 
   it('validates syncIntervalMs', async () => {
