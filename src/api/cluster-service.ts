@@ -2,7 +2,16 @@
  * What the API layers (gRPC client service, HTTP endpoints) need from a node. The node implements it; tests
  * use an in-memory implementation behind the same interface. Every method may throw a TidemarkError.
  */
+
 import type { ShardMapJSON } from '../cluster/shard-map.js';
+import type {
+  LastPoint,
+  LastRequest,
+  QueryLimits,
+  QueryOutcome,
+  QuerySpec,
+  SuggestRequest,
+} from '../query/index.js';
 import type { SampleBatch, SelectRequest } from '../storage/store.js';
 
 export interface WriteOptions {
@@ -21,6 +30,13 @@ export interface ReadOptions {
   /** Skip ReadIndex: read whatever the chosen replica has applied (may lag the leader). */
   stale?: boolean;
   deadline?: number;
+}
+
+export interface QueryOptions extends ReadOptions {
+  /** Return what arrived plus the missing shards instead of failing. */
+  partial?: boolean;
+  limits?: Partial<QueryLimits>;
+  signal?: AbortSignal;
 }
 
 export interface SeriesResult {
@@ -59,6 +75,15 @@ export interface ClusterService {
   write(batch: SampleBatch, options?: WriteOptions): Promise<WriteResult>;
   /** Raw samples of the matching series, from every shard (the Query issue adds aggregation). */
   select(request: SelectRequest, options?: ReadOptions): Promise<SeriesResult[]>;
+  /**
+   * Runs a query (src/query): one replica per shard computes partial aggregates, merged here. Linearizable
+   * (ReadIndex on each shard) unless `stale`; with `partial`, unreachable shards are listed instead of failing.
+   */
+  query(spec: QuerySpec, options?: QueryOptions): Promise<QueryOutcome>;
+  /** Metric names, tag keys or tag values starting with a prefix, from every shard (OpenTSDB /api/suggest). */
+  suggest(request: SuggestRequest, options?: ReadOptions): Promise<string[]>;
+  /** The last point of each matching series, from every shard (OpenTSDB /api/query/last). */
+  last(request: LastRequest, now: number, options?: ReadOptions): Promise<LastPoint[]>;
   shardMap(): ShardMapJSON;
   status(): NodeStatus;
   readiness(): Readiness;

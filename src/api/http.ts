@@ -29,6 +29,16 @@ import {
   parsePrecision,
   putDatapoints,
 } from '../ingest/index.js';
+import {
+  aggregatorNames,
+  formatQueryResponse,
+  parseLastGet,
+  parseLastPost,
+  parseQueryGet,
+  parseQueryPost,
+  parseSuggestGet,
+  type SuggestRequest,
+} from '../query/index.js';
 import type { ClusterService, WriteResult } from './cluster-service.js';
 import { ClientGone, HttpError, readBody } from './http-body.js';
 import { createHttpMetrics, type HttpMetrics, renderMetrics } from './metrics.js';
@@ -40,6 +50,8 @@ export interface HttpLimits {
   maxDecodedBodyBytes?: number;
   /** Time from the request's arrival until its body is read and its write done (default 30 s). */
   requestTimeoutMs?: number;
+  /** Largest JSON body of /api/query, /api/query/last and /api/suggest (default 1 MiB). */
+  maxQueryBodyBytes?: number;
   /** Most write requests (`/write`, `/api/put`) in flight; more → 429 (default 64). */
   maxConcurrentWrites?: number;
   /** Retry-After hint of that 429, ms (default 1000). */
@@ -64,6 +76,7 @@ export const DEFAULT_HTTP_LIMITS: Readonly<ResolvedHttpLimits> = Object.freeze({
   maxBodyBytes: 16 * 1024 * 1024,
   maxDecodedBodyBytes: 16 * 1024 * 1024,
   requestTimeoutMs: 30_000,
+  maxQueryBodyBytes: 1024 * 1024,
   maxConcurrentWrites: 64,
   concurrencyRetryAfterMs: 1000,
   maxLines: DEFAULT_MAX_LINES,
@@ -103,7 +116,19 @@ export interface HttpApi {
   close(graceMs?: number): Promise<void>;
 }
 
-type Route = 'put' | 'write' | 'ping' | 'query' | 'healthz' | 'readyz' | 'metrics';
+type Route =
+  | 'put'
+  | 'write'
+  | 'ping'
+  | 'query'
+  | 'healthz'
+  | 'readyz'
+  | 'metrics'
+  | 'tsdbQuery'
+  | 'tsdbLast'
+  | 'suggest'
+  | 'aggregators'
+  | 'filters';
 
 const ROUTES: ReadonlyMap<string, { route: Route; methods: readonly string[] }> = new Map([
   ['/api/put', { route: 'put' as Route, methods: ['POST'] }],
@@ -114,7 +139,40 @@ const ROUTES: ReadonlyMap<string, { route: Route; methods: readonly string[] }> 
   ['/healthz', { route: 'healthz' as Route, methods: ['GET', 'HEAD'] }],
   ['/readyz', { route: 'readyz' as Route, methods: ['GET', 'HEAD'] }],
   ['/metrics', { route: 'metrics' as Route, methods: ['GET', 'HEAD'] }],
+  ['/api/query', { route: 'tsdbQuery' as Route, methods: ['GET', 'POST'] }],
+  ['/api/query/last', { route: 'tsdbLast' as Route, methods: ['GET', 'POST'] }],
+  ['/api/suggest', { route: 'suggest' as Route, methods: ['GET', 'POST'] }],
+  ['/api/aggregators', { route: 'aggregators' as Route, methods: ['GET'] }],
+  ['/api/config/filters', { route: 'filters' as Route, methods: ['GET'] }],
 ]);
+
+/** OpenTSDB's /api/config/filters (Grafana reads it to offer filter types). */
+const FILTER_DESCRIPTIONS: Record<string, { examples: string; description: string }> = {
+  literal_or: {
+    examples: 'host=literal_or(web01), host=literal_or(web01|web02)',
+    description: 'Matches one or more values exactly (case sensitive), separated by |.',
+  },
+  iliteral_or: {
+    examples: 'host=iliteral_or(web01|WEB02)',
+    description: 'Matches one or more values exactly, ignoring case, separated by |.',
+  },
+  not_literal_or: {
+    examples: 'host=not_literal_or(web01|web02)',
+    description: 'Matches every value except the listed ones (case sensitive).',
+  },
+  wildcard: {
+    examples: 'host=wildcard(web*), host=wildcard(*.example.com)',
+    description: 'Wildcard match with * (case sensitive).',
+  },
+  iwildcard: {
+    examples: 'host=iwildcard(WEB*)',
+    description: 'Wildcard match with *, ignoring case.',
+  },
+  regexp: {
+    examples: 'host=regexp(web[0-9]+)',
+    description: 'Regular expression, matched against the whole value.',
+  },
+};
 
 /** How an endpoint family shapes its error bodies. */
 type ErrorStyle = 'tidemark' | 'influx' | 'opentsdb';
@@ -428,6 +486,78 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
     });
   }
 
+  // ---------------------------------------------------------------- OpenTSDB queries
+
+  /** Query-string or JSON body input of a GET/POST OpenTSDB endpoint. */
+  async function jsonBody(ctx: Ctx): Promise<unknown> {
+    const body = await readBody(ctx.req, {
+      maxBytes: limits.maxQueryBodyBytes,
+      maxDecodedBytes: limits.maxQueryBodyBytes,
+      deadline: ctx.deadline,
+    });
+    try {
+      return JSON.parse(body.toString('utf8'));
+    } catch {
+      throw new TidemarkError('INVALID_ARGUMENT', 'json_invalid', 'the request body is not valid JSON', {
+        field: 'body',
+      });
+    }
+  }
+
+  function readOptions(ctx: Ctx): { stale?: boolean; deadline: number } {
+    const c = ctx.url.searchParams.get('consistency');
+    if (c !== null && c !== 'stale' && c !== 'linearizable') {
+      throw new TidemarkError(
+        'INVALID_ARGUMENT',
+        'consistency_invalid',
+        'consistency must be linearizable or stale',
+        {
+          field: 'consistency',
+        },
+      );
+    }
+    return c === 'stale' ? { stale: true, deadline: ctx.deadline } : { deadline: ctx.deadline };
+  }
+
+  async function handleTsdbQuery(ctx: Ctx): Promise<void> {
+    const now = Date.now();
+    const parsed =
+      ctx.req.method === 'POST'
+        ? parseQueryPost(await jsonBody(ctx), now)
+        : parseQueryGet(ctx.url.searchParams, now);
+    const partialParam = ctx.url.searchParams.get('partial');
+    const out = await cluster.query(parsed.spec, {
+      ...readOptions(ctx),
+      ...(partialParam === 'true' || partialParam === '1' ? { partial: true } : {}),
+    });
+    const headers: Record<string, string> = {};
+    if (out.missingShards.length > 0) {
+      headers['x-tidemark-missing-shards'] = out.missingShards.map((m) => m.shard).join(',');
+    }
+    send(ctx, 200, formatQueryResponse(out.results, parsed), headers);
+  }
+
+  async function handleTsdbLast(ctx: Ctx): Promise<void> {
+    const req =
+      ctx.req.method === 'POST' ? parseLastPost(await jsonBody(ctx)) : parseLastGet(ctx.url.searchParams);
+    send(ctx, 200, await cluster.last(req, Date.now(), readOptions(ctx)));
+  }
+
+  async function handleSuggest(ctx: Ctx): Promise<void> {
+    let req: SuggestRequest;
+    if (ctx.req.method === 'POST') {
+      const b = (await jsonBody(ctx)) as Record<string, unknown> | null;
+      const params = new URLSearchParams();
+      if (b !== null && typeof b === 'object') {
+        for (const k of ['type', 'q', 'max']) if (b[k] !== undefined) params.set(k, String(b[k]));
+      }
+      req = parseSuggestGet(params);
+    } else {
+      req = parseSuggestGet(ctx.url.searchParams);
+    }
+    send(ctx, 200, await cluster.suggest(req, readOptions(ctx)));
+  }
+
   // ---------------------------------------------------------------- dispatch
 
   async function dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -466,7 +596,12 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
         return;
       }
       const route = entry.route;
-      const style: ErrorStyle = route === 'put' ? 'opentsdb' : route === 'write' ? 'influx' : 'tidemark';
+      const style: ErrorStyle =
+        route === 'put' || route.startsWith('tsdb') || route === 'suggest'
+          ? 'opentsdb'
+          : route === 'write'
+            ? 'influx'
+            : 'tidemark';
       if (route === 'put' || route === 'write') {
         if (inflightWrites >= limits.maxConcurrentWrites) {
           metrics.concurrencyRejections.inc({ endpoint });
@@ -515,6 +650,21 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
             break;
           case 'query':
             await handleQuery(ctx);
+            break;
+          case 'tsdbQuery':
+            await handleTsdbQuery(ctx);
+            break;
+          case 'tsdbLast':
+            await handleTsdbLast(ctx);
+            break;
+          case 'suggest':
+            await handleSuggest(ctx);
+            break;
+          case 'aggregators':
+            send(ctx, 200, aggregatorNames());
+            break;
+          case 'filters':
+            send(ctx, 200, FILTER_DESCRIPTIONS);
             break;
         }
       } catch (err) {

@@ -4,16 +4,30 @@
  *
  * Failures are checked before anything is applied, so an injected failure never leaves a write half done.
  */
+
 import { ShardMap, type ShardMapJSON } from '../cluster/shard-map.js';
 import { notLeader, resourceExhausted, TidemarkError } from '../errors/index.js';
 import { canonicalKeyFast, splitByShard } from '../ingest/batch.js';
 import { seriesIdOfKey, shardOf } from '../model/index.js';
+import {
+  type LastPoint,
+  type LastRequest,
+  localShard,
+  type QueryOutcome,
+  type QuerySpec,
+  queryLast,
+  runQuery,
+  type ShardFn,
+  type SuggestRequest,
+  suggest,
+} from '../query/index.js';
 import { MemoryShardStore } from '../storage/memory-store.js';
 import type { StoreOptions } from '../storage/options.js';
 import type { SampleBatch, SelectRequest } from '../storage/store.js';
 import type {
   ClusterService,
   NodeStatus,
+  QueryOptions,
   Readiness,
   ReadOptions,
   SeriesResult,
@@ -163,6 +177,35 @@ export class MemoryCluster implements ClusterService {
       }
     }
     return out.sort((a, b) => compareTags(a.tags, b.tags));
+  }
+
+  async query(spec: QuerySpec, options: QueryOptions = {}): Promise<QueryOutcome> {
+    await this.before('select', options.deadline);
+    const shards = this.stores.map((store, s): ShardFn => {
+      const local = localShard(store);
+      return async (q, signal) => {
+        if (this.down.has(s)) throw this.unavailable(s);
+        return local(q, signal);
+      };
+    });
+    return runQuery(spec, shards, {
+      ...(options.deadline !== undefined ? { deadlineMs: Math.max(1, options.deadline - Date.now()) } : {}),
+      ...(options.partial ? { partial: true } : {}),
+      ...(options.limits ? { limits: options.limits } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+  }
+
+  async suggest(request: SuggestRequest, options: ReadOptions = {}): Promise<string[]> {
+    await this.before('select', options.deadline);
+    for (const [s] of this.down) throw this.unavailable(s);
+    return suggest(this.stores, request);
+  }
+
+  async last(request: LastRequest, now: number, options: ReadOptions = {}): Promise<LastPoint[]> {
+    await this.before('select', options.deadline);
+    for (const [s] of this.down) throw this.unavailable(s);
+    return queryLast(this.stores, request, now);
   }
 
   shardMap(): ShardMapJSON {

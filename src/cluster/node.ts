@@ -19,6 +19,7 @@ import type * as grpc from '@grpc/grpc-js';
 import type {
   ClusterService,
   NodeStatus,
+  QueryOptions,
   Readiness,
   ReadOptions,
   SeriesResult,
@@ -28,13 +29,34 @@ import type {
 import { addTidemarkService, matchersFromPb, matchersToPb } from '../api/grpc-service.js';
 import { closed, invalidArgument, isTidemarkError, notLeader, TidemarkError } from '../errors/index.js';
 import {
+  type ExecuteRequest,
+  type LookupRequest,
   type SelectRequest as PbSelectRequest,
   type SelectResponseSchema,
+  ShardQueryService,
   ShardReadService,
 } from '../gen/tidemark/v1/peer_pb.js';
 import { canonicalKeyFast, splitByShard } from '../ingest/batch.js';
 import { decodeBatch, encodeBatch } from '../ingest/batch-codec.js';
 import { MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS, seriesIdOfKey, shardOf } from '../model/index.js';
+import {
+  DEFAULT_DEADLINE_MS,
+  decodeShardPartial,
+  decodeShardQuery,
+  encodeShardPartial,
+  encodeShardQuery,
+  executeShard,
+  type LastPoint,
+  type LastRequest,
+  type QueryOutcome,
+  type QuerySpec,
+  queryLast,
+  runQuery,
+  type ShardFn,
+  type SuggestRequest,
+  suggest,
+} from '../query/index.js';
+import type { LmdbShardStore } from '../storage/lmdb-store.js';
 import type { SampleBatch, SelectRequest } from '../storage/store.js';
 import {
   addService,
@@ -131,6 +153,8 @@ function checkShardOfSeries(b: SampleBatch, shard: number, shards: number): void
 
 type SelectResponseInit = MessageInitShape<typeof SelectResponseSchema>;
 
+const utf8 = new TextEncoder();
+const utf8d = new TextDecoder();
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, Math.max(0, ms)));
 
 function unavailable(reason: string, message: string, retryAfterMs = 50): TidemarkError {
@@ -161,6 +185,7 @@ export class TidemarkNode implements ClusterService {
   private readonly balancer: LeaderBalancer | undefined;
   private closing = false;
   private readonly readClients = new Map<string, ServiceClient<typeof ShardReadService>>();
+  private readonly queryClients = new Map<string, ServiceClient<typeof ShardQueryService>>();
   private closedPromise: Promise<void> | undefined;
   private readonly writeTimeoutMs: number;
   private readonly log: NodeLogger | undefined;
@@ -212,6 +237,16 @@ export class TidemarkNode implements ClusterService {
         : undefined;
     const snapshots = deps.snapshots ?? grpcSnapshots!;
     grpcSnapshots?.serve(peerServer);
+    addService(peerServer, ShardQueryService, {
+      execute: async (req, ctx) => {
+        if (node === undefined) throw unavailable('node_starting', `node ${config.nodeId} is starting`);
+        return node.serveExecute(req, ctx);
+      },
+      lookup: async (req, ctx) => {
+        if (node === undefined) throw unavailable('node_starting', `node ${config.nodeId} is starting`);
+        return node.serveLookup(req, ctx);
+      },
+    });
     addService(peerServer, ShardReadService, {
       select: async function* (req, ctx) {
         if (node === undefined) throw unavailable('node_starting', `node ${config.nodeId} is starting`);
@@ -567,6 +602,168 @@ export class TidemarkNode implements ClusterService {
     return out;
   }
 
+  // ------------------------------------------------------------------ queries
+
+  async query(spec: QuerySpec, options: QueryOptions = {}): Promise<QueryOutcome> {
+    if (this.closing) throw closed(`node ${this.id}`);
+    const deadline = options.deadline ?? Date.now() + DEFAULT_DEADLINE_MS;
+    const stale = options.stale === true;
+    const shards = Array.from({ length: this.config.shards }, (_, shard): ShardFn => {
+      return (q, signal) =>
+        this.onShard(
+          shard,
+          { stale, deadline, signal },
+          async (store) => executeShard(store, q, signal),
+          async (client) => {
+            const res = await client.execute(
+              { shard, query: encodeShardQuery(q), stale },
+              { deadline, signal },
+            );
+            return decodeShardPartial(res.partial);
+          },
+        );
+    });
+    return runQuery(spec, shards, {
+      deadlineMs: Math.max(1, deadline - Date.now()),
+      ...(options.partial ? { partial: true } : {}),
+      ...(options.limits ? { limits: options.limits } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+  }
+
+  async suggest(request: SuggestRequest, options: ReadOptions = {}): Promise<string[]> {
+    // Validate once here (a bad request fails before any shard is asked).
+    suggest([], request);
+    const lists = await this.lookupAll<string[]>('suggest', request, options, (store) =>
+      suggest([store], request),
+    );
+    return [...new Set(lists.flat())].sort().slice(0, request.max ?? 25);
+  }
+
+  async last(request: LastRequest, now: number, options: ReadOptions = {}): Promise<LastPoint[]> {
+    const lists = await this.lookupAll<LastPoint[]>('last', { ...request, now }, options, (store) =>
+      queryLast([store], request, now),
+    );
+    return lists.flat();
+  }
+
+  private lookupAll<T>(
+    kind: 'suggest' | 'last',
+    request: object,
+    options: ReadOptions,
+    local: (store: LmdbShardStore) => T,
+  ): Promise<T[]> {
+    if (this.closing) throw closed(`node ${this.id}`);
+    const deadline = options.deadline ?? Date.now() + this.writeTimeoutMs;
+    const stale = options.stale === true;
+    const body = utf8.encode(JSON.stringify(request));
+    return Promise.all(
+      Array.from({ length: this.config.shards }, (_, shard) =>
+        this.onShard(
+          shard,
+          { stale, deadline },
+          async (store) => local(store),
+          async (client) => {
+            const res = await client.lookup({ shard, kind, request: body, stale }, { deadline });
+            return JSON.parse(utf8d.decode(res.response)) as T;
+          },
+        ),
+      ),
+    );
+  }
+
+  /**
+   * Runs `local` on this node's replica of `shard` after its read barrier, or `remote` through
+   * ShardQueryService on a node holding one (the leader first), retrying transient errors until the deadline.
+   */
+  private async onShard<T>(
+    shard: number,
+    opts: { stale: boolean; deadline: number; signal?: AbortSignal },
+    local: (store: LmdbShardStore) => Promise<T>,
+    remote: (client: ServiceClient<typeof ShardQueryService>) => Promise<T>,
+  ): Promise<T> {
+    const r = this.replicas.get(shard);
+    const replicas = this.map.replicasOf(shard);
+    for (let attempt = 0; ; attempt++) {
+      if (this.closing) throw closed(`node ${this.id}`);
+      if (opts.signal?.aborted) throw opts.signal.reason ?? closed('query');
+      try {
+        if (r !== undefined) {
+          return await local(
+            await r.readBarrier(
+              opts.stale ? { stale: true, deadline: opts.deadline } : { deadline: opts.deadline },
+            ),
+          );
+        }
+        const leader = this.map.leaderOf(shard);
+        const to = attempt === 0 && leader !== '' ? leader : replicas[attempt % replicas.length]!;
+        const address = this.config.peers.find((p) => p.id === to)?.address;
+        if (address === undefined) throw unavailable('unknown_peer', `no address for node ${to}`);
+        return await remote(this.queryClientOf(to, address));
+      } catch (err) {
+        const retry =
+          isTidemarkError(err) &&
+          ['NOT_LEADER', 'UNAVAILABLE', 'NOT_FOUND', 'CLOSED'].includes(err.code) &&
+          !err.reason.startsWith('query_');
+        const wait =
+          r === undefined && attempt < replicas.length ? 0 : Math.min(20 * 2 ** Math.min(attempt, 5), 500);
+        if (!retry || Date.now() + wait >= opts.deadline) throw err;
+        if (wait > 0) await sleep(wait);
+      }
+    }
+  }
+
+  private queryClientOf(id: string, address: string): ServiceClient<typeof ShardQueryService> {
+    let c = this.queryClients.get(id);
+    if (c === undefined) {
+      c = createClient(ShardQueryService, address, { maxMessageBytes: this.config.limits.maxRequestBytes });
+      this.queryClients.set(id, c);
+    }
+    return c;
+  }
+
+  private localReplica(shard: number): ShardReplica {
+    if (this.closing) throw unavailable('node_closing', `node ${this.id} is shutting down`);
+    const r = this.replicas.get(shard);
+    if (r === undefined) {
+      throw new TidemarkError(
+        'NOT_FOUND',
+        'unknown_shard',
+        `node ${this.id} holds no replica of shard ${shard}`,
+      );
+    }
+    return r;
+  }
+
+  /** ShardQueryService.Execute: one local shard's partial aggregates. */
+  async serveExecute(req: ExecuteRequest, ctx: CallContext): Promise<{ partial: Uint8Array }> {
+    const r = this.localReplica(req.shard);
+    const q = decodeShardQuery(req.query);
+    const deadline = ctx.deadline ?? Date.now() + DEFAULT_DEADLINE_MS;
+    const store = await r.readBarrier(req.stale ? { stale: true, deadline } : { deadline });
+    return { partial: encodeShardPartial(await executeShard(store, q, ctx.signal)) };
+  }
+
+  /** ShardQueryService.Lookup: suggest / last on one local shard. */
+  async serveLookup(req: LookupRequest, ctx: CallContext): Promise<{ response: Uint8Array }> {
+    const r = this.localReplica(req.shard);
+    let body: unknown;
+    try {
+      body = JSON.parse(utf8d.decode(req.request));
+    } catch {
+      throw invalidArgument('lookup_invalid', 'request', 'lookup request is not JSON');
+    }
+    const deadline = ctx.deadline ?? Date.now() + this.writeTimeoutMs;
+    const store = await r.readBarrier(req.stale ? { stale: true, deadline } : { deadline });
+    let out: unknown;
+    if (req.kind === 'suggest') out = suggest([store], body as SuggestRequest);
+    else if (req.kind === 'last') {
+      const b = body as LastRequest & { now?: unknown };
+      out = queryLast([store], b, typeof b.now === 'number' ? b.now : Date.now());
+    } else throw invalidArgument('lookup_kind_invalid', 'kind', `unknown lookup ${JSON.stringify(req.kind)}`);
+    return { response: utf8.encode(JSON.stringify(out)) };
+  }
+
   /** Selects shard `shard` through a node holding a replica (ShardReadService), retrying until the deadline. */
   private async selectRemote(
     shard: number,
@@ -740,6 +937,7 @@ export class TidemarkNode implements ClusterService {
     await this.peer.close();
     this.grpcSnapshots?.close();
     for (const c of this.readClients.values()) c.close();
+    for (const c of this.queryClients.values()) c.close();
     await shutdownServer(this.peerServer, 500);
   }
 

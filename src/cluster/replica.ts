@@ -254,6 +254,16 @@ export class ShardReplica {
    * Selects from this replica. Linearizable by default: ReadIndex through the leader (works on followers),
    * then waits until applied >= the read index; `stale` reads the local state directly.
    */
+  /**
+   * Waits until the local store reflects every write acknowledged before the call (ReadIndex), unless
+   * `stale`; then returns the store for reads in the same event-loop turn (or later, seeing newer data).
+   */
+  async readBarrier(options: ReadOptions = {}): Promise<LmdbShardStore> {
+    if (this.closed) throw new TidemarkError('CLOSED', 'closed', 'shard replica is closed');
+    if (!options.stale) await this.withDeadline(this.driver.readIndex(), options.deadline, 'read');
+    return this.stateMachine.store;
+  }
+
   async read(request: SelectRequest, options: ReadOptions = {}): Promise<SeriesData[]> {
     if (this.closed) throw new TidemarkError('CLOSED', 'closed', 'shard replica is closed');
     if (!options.stale) await this.withDeadline(this.driver.readIndex(), options.deadline, 'read');
