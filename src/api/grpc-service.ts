@@ -20,6 +20,7 @@ import {
   type Series,
   validateTimestamp,
 } from '../model/index.js';
+import { AGGREGATOR_ALIASES, parseDownsample, type QuerySpec, type SubQuery } from '../query/index.js';
 import type { Matcher, MatchOp, SampleBatch, SelectRequest } from '../storage/store.js';
 import { addService, type ServiceImplementation } from '../transport/grpc-adapter.js';
 import type { ClusterService } from './cluster-service.js';
@@ -133,6 +134,34 @@ export function selectFromQueryRequest(req: QueryRequest): SelectRequest {
   return out;
 }
 
+/**
+ * An aggregating QueryRequest as a query-engine spec: matchers become filters of the same op; field names
+ * in errors are the request's (`downsample`, `aggregator`, ...), which the engine's validation also uses.
+ */
+export function specFromQueryRequest(req: QueryRequest): QuerySpec {
+  if (req.metric === '') throw invalidArgument('metric_missing', 'metric', 'metric is required');
+  const ops = matchersFromPb(req.matchers);
+  const sub: SubQuery = {
+    metric: req.metric,
+    aggregator: (AGGREGATOR_ALIASES[req.aggregator] ?? req.aggregator) as SubQuery['aggregator'],
+    filters: ops.map((m) => ({ tagk: m.name, type: m.op, filter: m.value, groupBy: false })),
+  };
+  if (req.groupBy.length > 0) sub.groupBy = [...req.groupBy];
+  if (req.downsample !== '') sub.downsample = parseDownsample(req.downsample, 'downsample');
+  if (req.rate) {
+    sub.rate = {
+      counter: req.rateCounter,
+      ...(req.rateCounterMax !== 0 ? { counterMax: req.rateCounterMax } : {}),
+      ...(req.rateResetValue !== 0 ? { resetValue: req.rateResetValue } : {}),
+      dropResets: req.rateDropResets,
+    };
+  }
+  const start = req.startMs === 0n ? MIN_TIMESTAMP_MS : Number(req.startMs);
+  const end = req.endMs === 0n ? MAX_TIMESTAMP_MS : Number(req.endMs);
+  if (start > end) throw invalidArgument('range_invalid', 'start_ms', 'start_ms is after end_ms');
+  return { start, end, queries: [sub] };
+}
+
 const ROLES: Record<string, ReplicaRole> = {
   follower: ReplicaRole.FOLLOWER,
   'pre-candidate': ReplicaRole.PRE_CANDIDATE,
@@ -156,6 +185,30 @@ export function tidemarkServiceImpl(
       };
     },
     query: async function* (req, ctx) {
+      if (req.aggregator !== '') {
+        const spec = specFromQueryRequest(req);
+        const out = await cluster.query(spec, {
+          ...(ctx.deadline !== undefined ? { deadline: ctx.deadline } : {}),
+          ...(req.stale ? { stale: true } : {}),
+          ...(req.partial ? { partial: true } : {}),
+          signal: ctx.signal,
+        });
+        const missingShards = out.missingShards.map((m) => m.shard);
+        if (out.results.length === 0) yield { missingShards };
+        for (let i = 0; i < out.results.length; i += perMessage) {
+          yield {
+            ...(i === 0 ? { missingShards } : {}),
+            results: out.results.slice(i, i + perMessage).map((r) => ({
+              metric: r.metric,
+              tags: r.tags,
+              aggregateTags: r.aggregateTags,
+              timestamps: Array.from(r.ts, (t) => BigInt(t)),
+              values: Array.from(r.vals),
+            })),
+          };
+        }
+        return;
+      }
       const select = selectFromQueryRequest(req);
       const series = await cluster.select(
         select,

@@ -2,7 +2,7 @@
  * `tidemark query <metric> [matcher ...]`: raw samples of the matching series in a time range, as a table,
  * JSON (`--json`) or a small ASCII chart per series (`--chart`).
  */
-import type { QuerySeries } from '../client/index.js';
+import type { QueryRequest, QuerySeries } from '../client/index.js';
 import {
   COMMON_OPTIONS,
   COMMON_USAGE,
@@ -27,6 +27,12 @@ Options:
   --start T     from (inclusive): ms since the epoch, now, <n><unit>-ago (units ms s m h d w) or an ISO
                 date (default 1h-ago)
   --end T       to (inclusive), same forms (default now)
+  --agg F       aggregate across series with F (avg sum min max count first last p50 p75 p90 p95 p99, or
+                none to keep every series); needed by the three options below
+  --downsample D  per-series buckets, OpenTSDB form <interval>-<fn>[-<fill>] (e.g. 1m-avg, 5m-max-zero)
+  --group-by K  split the results by the values of tag K (repeatable, or K1,K2)
+  --rate        per-second rate of each series; --counter treats it as a counter that may reset
+  --stale       read any replica (faster; may miss the latest writes)
   --chart       an ASCII chart per series instead of the table
   --json        the series as JSON ({metric, tags, timestamps, values} per line)
   --limit N     at most N rows in the table (default 1000; the last N are shown)
@@ -35,7 +41,8 @@ ${COMMON_USAGE}
 
 Examples:
   tidemark query cpu.usage
-  tidemark query cpu.usage 'host=~web-.*' --start 15m-ago --chart`;
+  tidemark query cpu.usage 'host=~web-.*' --start 15m-ago --chart
+  tidemark query cpu.usage --agg avg --downsample 1m-avg --group-by dc --start 6h-ago --chart`;
 
 const OPTIONS = {
   ...COMMON_OPTIONS,
@@ -43,6 +50,12 @@ const OPTIONS = {
   end: { type: 'string', default: 'now' },
   chart: { type: 'boolean' },
   json: { type: 'boolean' },
+  agg: { type: 'string' },
+  downsample: { type: 'string' },
+  'group-by': { type: 'string', multiple: true },
+  rate: { type: 'boolean' },
+  counter: { type: 'boolean' },
+  stale: { type: 'boolean' },
   limit: { type: 'string' },
 } as const;
 
@@ -71,12 +84,15 @@ export function chart(s: QuerySeries, width = CHART_WIDTH, height = CHART_HEIGHT
       t1 === t0
         ? Math.floor((i * cols) / n)
         : Math.min(cols - 1, Math.floor(((s.timestamps[i]! - t0) / (t1 - t0)) * cols));
+    // Filled buckets (NaN) leave a gap.
+    if (Number.isNaN(s.values[i]!)) continue;
     sum[c]! += s.values[i]!;
     count[c]! += 1;
   }
   let lo = Number.POSITIVE_INFINITY;
   let hi = Number.NEGATIVE_INFINITY;
   for (const v of s.values) {
+    if (Number.isNaN(v)) continue;
     if (v < lo) lo = v;
     if (v > hi) hi = v;
   }
@@ -119,10 +135,23 @@ export function query(argv: string[]): Promise<number> {
     const start = parseTime(values.start!, 'start', now);
     const end = parseTime(values.end!, 'end', now);
     if (start > end) throw new UsageError(`--start (${iso(start)}) is after --end (${iso(end)})`);
+    const request: QueryRequest = { metric, matchers, start, end };
+    if (values.agg !== undefined) request.aggregator = values.agg;
+    if (values.downsample !== undefined) request.downsample = values.downsample;
+    const groupBy = (values['group-by'] ?? []).flatMap((g) => g.split(',')).filter((g) => g !== '');
+    if (groupBy.length > 0) request.groupBy = groupBy;
+    if (values.counter && !values.rate) throw new UsageError('--counter needs --rate');
+    if (values.rate) request.rate = values.counter ? { counter: true } : true;
+    if (values.stale) request.stale = true;
+    if (request.aggregator === undefined && (request.downsample || request.groupBy || request.rate)) {
+      throw new UsageError(
+        '--downsample, --group-by and --rate need --agg (use --agg none to keep every series)',
+      );
+    }
     const client = await connect(list, timeoutMs);
     const series: QuerySeries[] = [];
     try {
-      for await (const s of client.query({ metric, matchers, start, end })) series.push(s);
+      for await (const s of client.query(request)) series.push(s);
     } finally {
       await client.close();
     }

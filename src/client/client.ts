@@ -78,12 +78,29 @@ export interface QueryRequest {
   /** Inclusive range, ms since the Unix epoch. */
   start: number;
   end: number;
+  /**
+   * Aggregate across series (avg sum min max count first last p50 p75 p90 p95 p99, or none for one result
+   * per series) instead of returning raw samples. The options below need it.
+   */
+  aggregator?: string;
+  /** OpenTSDB downsample "<interval>-<fn>[-<fill>]", e.g. "1m-avg" or "5m-max-zero". */
+  downsample?: string;
+  /** Tag keys that split the results into groups. */
+  groupBy?: readonly string[];
+  /** Per-second rate of each series (after downsampling); options as OpenTSDB's rateOptions. */
+  rate?: boolean | { counter?: boolean; counterMax?: number; resetValue?: number; dropResets?: boolean };
+  /** Read any replica's applied state (faster, may miss the latest writes). Default: linearizable. */
+  stale?: boolean;
 }
 
 export interface QuerySeries {
   metric: string;
+  /** A raw series' tags, or an aggregated group's common tags. */
   tags: Record<string, string>;
+  /** Aggregated queries: the tag keys whose values vary within the group. */
+  aggregateTags?: string[];
   timestamps: number[];
+  /** Aggregated queries: NaN marks a bucket filled with `nan`/`null`. */
   values: number[];
 }
 
@@ -515,7 +532,44 @@ export class TidemarkClient {
       }
       return { name: m.name, type, value: m.value };
     });
-    const req = { metric, matchers, startMs: BigInt(start), endMs: BigInt(end) };
+    const req: Record<string, unknown> = { metric, matchers, startMs: BigInt(start), endMs: BigInt(end) };
+    if (request.aggregator !== undefined) {
+      if (typeof request.aggregator !== 'string' || request.aggregator === '') {
+        throw new TidemarkError(
+          'INVALID_ARGUMENT',
+          'aggregator_invalid',
+          'aggregator must be a function name',
+          {
+            field: 'aggregator',
+          },
+        );
+      }
+      req.aggregator = request.aggregator;
+      if (request.downsample !== undefined) req.downsample = request.downsample;
+      if (request.groupBy !== undefined) req.groupBy = [...request.groupBy];
+      const rate = request.rate;
+      if (rate !== undefined && rate !== false) {
+        req.rate = true;
+        if (typeof rate === 'object') {
+          req.rateCounter = rate.counter === true;
+          if (rate.counterMax !== undefined) req.rateCounterMax = rate.counterMax;
+          if (rate.resetValue !== undefined) req.rateResetValue = rate.resetValue;
+          req.rateDropResets = rate.dropResets === true;
+        }
+      }
+    } else if (
+      request.downsample !== undefined ||
+      request.groupBy !== undefined ||
+      request.rate !== undefined
+    ) {
+      throw new TidemarkError(
+        'INVALID_ARGUMENT',
+        'aggregator_missing',
+        'downsample, groupBy and rate need an aggregator (use "none" to keep every series)',
+        { field: 'aggregator' },
+      );
+    }
+    if (request.stale === true) req.stale = true;
     const deadline = Date.now() + (options.deadlineMs ?? this.deadlineMs);
     return this.queryStream(req, deadline, options.signal);
   }
@@ -538,6 +592,16 @@ export class TidemarkClient {
           for (const s of res.series) {
             yielded = true;
             yield fromSeriesSamples(s);
+          }
+          for (const r of res.results) {
+            yielded = true;
+            yield {
+              metric: r.metric,
+              tags: { ...r.tags },
+              aggregateTags: [...r.aggregateTags],
+              timestamps: r.timestamps.map((t) => Number(t)),
+              values: [...r.values],
+            };
           }
         }
         return;

@@ -132,6 +132,45 @@ describe('tidemark write / query / status', () => {
     const chart = await tidemark(['query', '-e', endpoint, 'cli.test', '--chart']);
     expect(chart.code).toBe(0);
     expect(chart.stdout).toContain('cli.test{dc=x,host=web-1}  (1 sample, min 42.5, max 42.5)');
+
+    // Aggregated: a second host in the same minute, summed per dc with 1-minute buckets.
+    const minute = Math.floor(ts / 60_000) * 60_000;
+    const w2 = await tidemark([
+      'write',
+      '-e',
+      endpoint,
+      'cli.test',
+      '7.5',
+      'host=web-2',
+      'dc=x',
+      '--timestamp',
+      String(minute),
+    ]);
+    expect(w2.code).toBe(0);
+    const agg = await tidemark([
+      'query',
+      '-e',
+      endpoint,
+      'cli.test',
+      '--agg',
+      'sum',
+      '--downsample',
+      '1m-max',
+      '--group-by',
+      'dc',
+      '--start',
+      String(minute),
+      '--json',
+    ]);
+    expect(agg.stderr).toBe('');
+    expect(agg.code).toBe(0);
+    expect(JSON.parse(agg.stdout.trim())).toEqual({
+      metric: 'cli.test',
+      tags: { dc: 'x' },
+      aggregateTags: ['host'],
+      timestamps: [minute],
+      values: [50],
+    });
   }, 120_000);
 
   it('writes line protocol from stdin and from a file', async () => {
@@ -181,6 +220,8 @@ describe('tidemark write / query / status', () => {
       [['write', 'cpu', '1', 'host'], 'tags are tag=value'],
       [['query'], 'needs <metric>'],
       [['query', 'cpu', '--start', 'yesterday'], '--start must be'],
+      [['query', 'cpu', '--downsample', '1m-avg'], '--downsample, --group-by and --rate need --agg'],
+      [['query', 'cpu', '--counter', '--agg', 'sum'], '--counter needs --rate'],
       [['status', '--bogus'], "Unknown option '--bogus'"],
       [['status', '--endpoint', 'nohostport'], '--endpoint must be host:port'],
     ];
