@@ -1,0 +1,174 @@
+/**
+ * Decoding one Kafka record (the value bytes) in the topic's format, atomically: a record is either
+ * wholly good (all its samples go into the batch) or bad (none do, and it goes to the dead-letter topic
+ * whole, so fixing and re-producing it cannot duplicate or lose part of it). Pure; reuses the HTTP
+ * parsers, so a record means exactly what the same body means on /write or /api/put.
+ */
+import { fromBinary } from '@bufbuild/protobuf';
+import { isTidemarkError } from '../../errors/index.js';
+import { WriteRequestSchema } from '../../gen/tidemark/v1/client_pb.js';
+import { makeSeries, validateTimestamp } from '../../model/index.js';
+import type { SampleBatch } from '../../storage/store.js';
+import { BatchBuilder } from '../batch.js';
+import { parseLineProtocol } from '../line-protocol.js';
+import { parseOpenTsdbPut } from '../opentsdb.js';
+import type { KafkaFormat } from './config.js';
+
+export interface DecodeOptions {
+  /**
+   * The record's Kafka timestamp (ms): the default for line-protocol lines without one. Using the record's
+   * own time (never the clock) keeps a re-read record identical to its first reading.
+   */
+  recordTimestampMs: number;
+  precision?: 'ns' | 'us' | 'ms' | 's' | 'm' | 'h';
+  separator?: string;
+}
+
+export type DecodeResult =
+  | { ok: true; batch: SampleBatch }
+  | {
+      ok: false;
+      /** Stable cause, e.g. `line_invalid`, `json_invalid`, `protobuf_invalid`. */
+      reason: string;
+      message: string;
+    };
+
+export type DecodeIntoResult = { ok: true; samples: number } | { ok: false; reason: string; message: string };
+
+// Per-record builders start small: records are typically a few lines to a few thousand.
+const RECORD_LIMITS = { initialCapacity: 64 };
+
+function fail(reason: string, message: string): { ok: false; reason: string; message: string } {
+  return { ok: false, reason, message };
+}
+
+/** Decodes one record's value into a batch of its own. Never throws for bad input (only for a bug). */
+export function decodeRecord(
+  format: KafkaFormat,
+  value: Uint8Array | null | undefined,
+  options: DecodeOptions,
+): DecodeResult {
+  const builder = new BatchBuilder(RECORD_LIMITS);
+  const r = decodeRecordInto(format, value, builder, options);
+  return r.ok ? { ok: true, batch: builder.build() } : r;
+}
+
+/**
+ * Decodes one record's value straight into `builder` (the hot path: no per-record batch, series
+ * deduplicated once). On failure the builder may hold part of the record: the caller removes the samples
+ * past its length before the call (see truncateBatch). Never throws for bad input.
+ */
+export function decodeRecordInto(
+  format: KafkaFormat,
+  value: Uint8Array | null | undefined,
+  builder: BatchBuilder,
+  options: DecodeOptions,
+): DecodeIntoResult {
+  if (value === null || value === undefined || value.length === 0) {
+    return fail('record_empty', 'the record has no value');
+  }
+  try {
+    switch (format) {
+      case 'influx':
+        return decodeInflux(value, builder, options);
+      case 'opentsdb':
+        return decodeOpenTsdb(value, builder);
+      case 'protobuf':
+        return decodeProtobuf(value, builder);
+    }
+  } catch (err) {
+    if (isTidemarkError(err)) return fail(err.reason, err.message);
+    // fromBinary throws plain Errors for malformed wire data.
+    if (format === 'protobuf' && err instanceof Error) return fail('protobuf_invalid', err.message);
+    throw err;
+  }
+}
+
+function decodeInflux(value: Uint8Array, builder: BatchBuilder, o: DecodeOptions): DecodeIntoResult {
+  const now = Math.trunc(o.recordTimestampMs);
+  const res = parseLineProtocol(value, {
+    now: Math.max(now, 0),
+    precision: o.precision ?? 'ns',
+    separator: o.separator ?? '_',
+    maxErrors: 1,
+    builder,
+  });
+  if (res.rejected > 0) {
+    const e = res.errors[0];
+    const where = e === undefined ? '' : `line ${e.line}: `;
+    return fail(
+      e?.reason ?? 'line_invalid',
+      `${res.rejected} of ${res.lines} lines rejected; ${where}${e?.message ?? ''}`,
+    );
+  }
+  return { ok: true, samples: res.samples };
+}
+
+function decodeOpenTsdb(value: Uint8Array, builder: BatchBuilder): DecodeIntoResult {
+  const before = builder.length;
+  const res = parseOpenTsdbPut(value, { builder });
+  if (res.failed > 0) {
+    const e = res.errors[0];
+    return fail(
+      'datapoint_invalid',
+      `${res.failed} of ${res.failed + res.success} datapoints rejected; first: ${e?.error ?? ''}`,
+    );
+  }
+  return { ok: true, samples: builder.length - before };
+}
+
+function decodeProtobuf(value: Uint8Array, b: BatchBuilder): DecodeIntoResult {
+  const req = fromBinary(WriteRequestSchema, value);
+  const list = req.batch?.series ?? [];
+  let n = 0;
+  for (let i = 0; i < list.length; i++) {
+    const s = list[i]!;
+    const field = `batch.series[${i}]`;
+    if (s.series === undefined) return fail('series_missing', `${field}: no series`);
+    if (s.timestamps.length !== s.values.length) {
+      return fail(
+        'batch_invalid',
+        `${field}: ${s.timestamps.length} timestamps but ${s.values.length} values`,
+      );
+    }
+    const ref = b.ref(makeSeries(s.series.metric, s.series.tags, `${field}.series`));
+    b.ensureRoom(s.timestamps.length);
+    for (let k = 0; k < s.timestamps.length; k++) {
+      const t = validateTimestamp(Number(s.timestamps[k]), `${field}.timestamps[${k}]`);
+      b.addRef(ref, t, s.values[k]!);
+    }
+    n += s.timestamps.length;
+  }
+  return { ok: true, samples: n };
+}
+
+/**
+ * A new builder holding the first `length` samples of `builder` (series no kept sample uses are dropped):
+ * how a bad record's partial samples are taken back out. O(length), and bad records are rare.
+ */
+export function truncateBatch(builder: BatchBuilder, length: number): BatchBuilder {
+  const out = new BatchBuilder({ maxSamples: builder.maxSamples, maxSeries: builder.maxSeries });
+  const b = builder.build();
+  appendBatch(out, { ...b, length: Math.min(length, b.length) });
+  return out;
+}
+
+/** Appends every sample of `batch` to `into` (series deduplicated by the builder). */
+export function appendBatch(into: BatchBuilder, batch: SampleBatch): void {
+  const n = batch.length;
+  if (n === 0) return;
+  into.ensureRoom(n);
+  const refs = new Int32Array(batch.series.length).fill(-1);
+  const sr = batch.seriesRef;
+  const ts = batch.timestamps;
+  const vs = batch.values;
+  for (let i = 0; i < n; i++) {
+    const local = sr[i]!;
+    let r = refs[local]!;
+    if (r < 0) {
+      r = into.ref(batch.series[local]!);
+      refs[local] = r;
+    }
+    into.addRef(r, ts[i]!, vs[i]!);
+  }
+}
