@@ -451,6 +451,20 @@ export class TidemarkNode implements ClusterService {
     part: SampleBatch,
     deadline: number,
   ): Promise<{ accepted: number; rejected: { index: number; reason: string }[] }> {
+    // The entry format refuses invalid timestamps; the store would reject them per sample. Reject them here
+    // and write the rest, so every path (local proposal or forward) answers alike.
+    const split = splitInvalidTimestamps(part);
+    if (split !== undefined) {
+      const rest =
+        split.valid.length === 0
+          ? { accepted: 0, rejected: [] }
+          : await this.writePart(shard, split.valid, deadline);
+      const rejected = [
+        ...split.invalid.map((index) => ({ index, reason: 'invalid_timestamp' })),
+        ...rest.rejected.map((x) => ({ index: split.origin[x.index]!, reason: x.reason })),
+      ].sort((a, b) => a.index - b.index);
+      return { accepted: rest.accepted, rejected };
+    }
     let encoded: Uint8Array | undefined;
     let hint: string | undefined;
     let last: unknown;
@@ -477,23 +491,7 @@ export class TidemarkNode implements ClusterService {
           const res = await this.metrics.trackProposal(shard, r.write(part, { deadline }));
           return { accepted: res.accepted, rejected: res.rejected };
         }
-        if (encoded === undefined) {
-          const split = splitInvalidTimestamps(part);
-          if (split !== undefined) {
-            // The entry codec refuses invalid timestamps; the store rejects them per sample. Reject them
-            // here and forward the rest, so a forwarded write answers like a local one.
-            const rest =
-              split.valid.length === 0
-                ? { accepted: 0, rejected: [] }
-                : await this.writePart(shard, split.valid, deadline);
-            const rejected = [
-              ...split.invalid.map((index) => ({ index, reason: 'invalid_timestamp' })),
-              ...rest.rejected.map((x) => ({ index: split.origin[x.index]!, reason: x.reason })),
-            ].sort((a, b) => a.index - b.index);
-            return { accepted: rest.accepted, rejected };
-          }
-          encoded = encodeBatch(part);
-        }
+        encoded ??= encodeBatch(part);
         // Bound each attempt so a hung peer cannot eat the whole deadline.
         const res = await this.metrics.trackForward(
           shard,

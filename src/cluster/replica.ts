@@ -34,7 +34,7 @@ import type {
   SelectRequest,
   SeriesData,
 } from '../storage/store.js';
-import { type EntryCodec, localEntryCodec } from './entry.js';
+import { type EntryCodec, entryCodec, type KafkaPosition } from './entry.js';
 import { ShardStateMachine, type SnapshotPeers, type SnapshotSource } from './store-snapshot.js';
 
 /** Where a replica announces its image server (MemorySnapshotNetwork implements it). */
@@ -87,7 +87,7 @@ export interface ShardReplicaOptions {
   driver?: ReplicaDriverOptions;
   /** Store checkpoint period in ms (default 30,000; 0 disables). */
   checkpointIntervalMs?: number;
-  /** Entry payload codec (default: the interim local codec, ./entry.ts). */
+  /** Entry payload codec (default: the shard entry format, ./entry.ts and docs/format/batch.md). */
   codec?: EntryCodec;
   /** Chunk bound of images this replica serves (default 1 MiB). */
   snapshotChunkBytes?: number;
@@ -102,8 +102,8 @@ export interface ShardReplicaOptions {
 export interface WriteOptions {
   /** Absolute deadline (Date.now() ms): past it the call rejects DEADLINE_EXCEEDED (outcome unknown). */
   deadline?: number;
-  /** Replicated meta recorded atomically with the batch (e.g. kafkaMeta(partition, offset)). */
-  meta?: Record<string, Uint8Array>;
+  /** The Kafka records the batch covers: applied only if they come next (the exactly-once rule). */
+  kafka?: KafkaPosition;
 }
 
 export interface ReadOptions {
@@ -151,7 +151,7 @@ export class ShardReplica {
     readonly driver: RaftDriver,
     private readonly recovery: SwapRecovery,
   ) {
-    this.codec = opts.codec ?? localEntryCodec;
+    this.codec = opts.codec ?? entryCodec;
   }
 
   /** Opens (creating if needed) the replica's directories, repairs an interrupted install, starts Raft. */
@@ -178,7 +178,7 @@ export class ShardReplica {
       shardDir: dir,
       store,
       ...(opts.storeOptions ? { storeOptions: opts.storeOptions } : {}),
-      codec: opts.codec ?? localEntryCodec,
+      codec: opts.codec ?? entryCodec,
       peers: opts.snapshotPeers,
       members: () => {
         // Before the driver has started (a restore from RaftDriver.start) its conf is still empty.
@@ -237,16 +237,14 @@ export class ShardReplica {
    */
   write(batch: SampleBatch, options: WriteOptions = {}): Promise<ApplyResult> {
     const data = this.codec.encode(
-      options.meta ? { kind: 'batch', batch, meta: options.meta } : { kind: 'batch', batch },
+      options.kafka ? { kind: 'batch', batch, kafka: options.kafka } : { kind: 'batch', batch },
     );
     return this.withDeadline(this.driver.propose(data), options.deadline, 'write') as Promise<ApplyResult>;
   }
 
   /** Proposes a delete (same semantics as write). */
   delete(request: DeleteRequest, options: WriteOptions = {}): Promise<DeleteResult> {
-    const data = this.codec.encode(
-      options.meta ? { kind: 'delete', request, meta: options.meta } : { kind: 'delete', request },
-    );
+    const data = this.codec.encode({ kind: 'delete', request });
     return this.withDeadline(this.driver.propose(data), options.deadline, 'delete') as Promise<DeleteResult>;
   }
 

@@ -25,8 +25,14 @@ import {
   StoreImageWriter,
   swapInStore,
 } from '../storage/snapshot.js';
-import type { ApplyResult, DeleteResult } from '../storage/store.js';
-import { type EntryCodec, localEntryCodec } from './entry.js';
+import type { ApplyResult, DeleteResult, SampleBatch } from '../storage/store.js';
+import {
+  decodeNextOffset,
+  type EntryCodec,
+  encodeNextOffset,
+  entryCodec,
+  KAFKA_NEXT_OFFSET_KEY,
+} from './entry.js';
 
 // ------------------------------------------------------------------ descriptor
 
@@ -221,7 +227,20 @@ export interface ShardStateMachineOptions {
 }
 
 /** Outcome of applying one entry: what the store returned. */
-export type ShardApplyResult = ApplyResult | DeleteResult;
+/**
+ * What applying an entry did. A batch tagged with Kafka records also says whether its records were the next
+ * ones (`apply`), already applied (`replay`: an earlier proposal of them committed after all) or past a
+ * gap (`gap`); only `apply` stores samples — the other two apply nothing but the index.
+ */
+export type ShardApplyResult = (ApplyResult & { kafka?: 'apply' | 'replay' | 'gap' }) | DeleteResult;
+
+const NO_SAMPLES: SampleBatch = {
+  series: [],
+  seriesRef: new Uint32Array(0),
+  timestamps: new Float64Array(0),
+  values: new Float64Array(0),
+  length: 0,
+};
 
 /**
  * The StateMachine over an LmdbShardStore, and this node's SnapshotSource for the shard.
@@ -243,7 +262,7 @@ export class ShardStateMachine implements StateMachine, SnapshotSource {
 
   constructor(private readonly opts: ShardStateMachineOptions) {
     this.current = opts.store;
-    this.codec = opts.codec ?? localEntryCodec;
+    this.codec = opts.codec ?? entryCodec;
   }
 
   /** The live store (replaced by restore()). Throws UNAVAILABLE while an image is being installed. */
@@ -265,10 +284,23 @@ export class ShardStateMachine implements StateMachine, SnapshotSource {
     try {
       const cmd = this.codec.decode(entry.data);
       const store = this.current;
-      p =
-        cmd.kind === 'batch'
-          ? store.applyBatch(entry.index, cmd.batch, cmd.meta)
-          : store.applyDelete(entry.index, cmd.request, cmd.meta);
+      if (cmd.kind === 'delete') p = store.applyDelete(entry.index, cmd.request);
+      else if (cmd.kafka === undefined) p = store.applyBatch(entry.index, cmd.batch);
+      else {
+        // The exactly-once rule (docs/kafka.md): samples and the next offset in one transaction, and only
+        // for the records that come next. getMeta reads through the open write group, so entries applied
+        // earlier in the same Ready count.
+        const next = decodeNextOffset(store.getMeta(KAFKA_NEXT_OFFSET_KEY));
+        const { firstOffset, lastOffset } = cmd.kafka;
+        const decision = firstOffset === next ? 'apply' : firstOffset < next ? 'replay' : 'gap';
+        p = (
+          decision === 'apply'
+            ? store.applyBatch(entry.index, cmd.batch, {
+                [KAFKA_NEXT_OFFSET_KEY]: encodeNextOffset(lastOffset + 1),
+              })
+            : store.applyBatch(entry.index, NO_SAMPLES)
+        ).then((r) => ({ ...r, kafka: decision }));
+      }
     } catch (err) {
       return Promise.reject(err);
     }

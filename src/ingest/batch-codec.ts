@@ -1,6 +1,6 @@
 /**
- * Batch codec, format version 1: the Raft entry payload of a write (a SampleBatch, plus the Kafka
- * partition/offset it came from). Layout and rules: docs/format/batch.md.
+ * Shard entry codec, format version 1: the Raft entry payload of a write (a SampleBatch, plus the Kafka
+ * partition and offset range it came from) or of a delete. Layout and rules: docs/format/batch.md.
  *
  * Decoding treats its input as untrusted: every length is bounds-checked before anything is allocated,
  * series are re-validated, and any defect is a TidemarkError DATA_CORRUPTION — never another exception.
@@ -14,24 +14,26 @@ import {
   makeSeries,
   type Series,
 } from '../model/index.js';
-import type { SampleBatch } from '../storage/store.js';
+import type { DeleteRequest, Matcher, MatchOp, SampleBatch } from '../storage/store.js';
 import { varintSize, writeVarint } from '../util/varint.js';
 import { canonicalKeyFast } from './batch.js';
 
 export const BATCH_FORMAT_VERSION = 1;
 
-/** Entry kinds (byte 1). Only `write` is defined in version 1; the others are reserved. */
+/** Entry kinds (byte 1). */
 export const EntryKind = {
   write: 1,
-  /** Reserved for the delete entry (layout to be defined with the delete path). */
   delete: 2,
 } as const;
 
+/** The Kafka records a write entry covers: [firstOffset, lastOffset] of a partition (docs/kafka.md). */
 export interface KafkaPosition {
   /** Kafka partition, a uint32 (= the shard). */
   partition: number;
-  /** Offset of the last record in the batch, a safe non-negative integer. */
-  offset: number;
+  /** Offset of the first record covered, a safe non-negative integer. */
+  firstOffset: number;
+  /** Offset of the last record covered (bad and skipped records included); >= firstOffset. */
+  lastOffset: number;
 }
 
 export interface BatchExtra {
@@ -88,19 +90,31 @@ export function encodeBatch(batch: SampleBatch, extra: BatchExtra = {}): Uint8Ar
   let header = 3;
   const kafka = extra.kafka;
   if (kafka !== undefined) {
-    const { partition, offset } = kafka;
+    const { partition, firstOffset, lastOffset } = kafka;
     if (!Number.isInteger(partition) || partition < 0 || partition > 0xffffffff) {
       throw invalidArgument('kafka_partition_invalid', 'kafka.partition', 'kafka partition must be a uint32');
     }
-    if (!Number.isSafeInteger(offset) || offset < 0) {
+    for (const [name, v] of [
+      ['firstOffset', firstOffset],
+      ['lastOffset', lastOffset],
+    ] as const) {
+      if (!Number.isSafeInteger(v) || v < 0) {
+        throw invalidArgument(
+          'kafka_offset_invalid',
+          `kafka.${name}`,
+          `kafka ${name} must be a safe integer >= 0`,
+        );
+      }
+    }
+    if (firstOffset > lastOffset) {
       throw invalidArgument(
         'kafka_offset_invalid',
-        'kafka.offset',
-        'kafka offset must be a safe integer >= 0',
+        'kafka.firstOffset',
+        'kafka firstOffset is after lastOffset',
       );
     }
     flags |= FLAG_KAFKA;
-    header += varintSize(partition) + varintSize(offset);
+    header += varintSize(partition) + varintSize(firstOffset) + varintSize(lastOffset);
   }
   // Worst case per sample: 5 (ref) + 8 (timestamp delta) + 8 (value).
   const worst = header + varintSize(nSeries) + keyBytes + varintSize(n) + n * 21;
@@ -111,7 +125,8 @@ export function encodeBatch(batch: SampleBatch, extra: BatchExtra = {}): Uint8Ar
   let p = 3;
   if (kafka !== undefined) {
     p = writeVarint(buf, p, kafka.partition);
-    p = writeVarint(buf, p, kafka.offset);
+    p = writeVarint(buf, p, kafka.firstOffset);
+    p = writeVarint(buf, p, kafka.lastOffset);
   }
   p = writeVarint(buf, p, nSeries);
   for (let i = 0; i < nSeries; i++) {
@@ -206,10 +221,13 @@ export function decodeBatch(bytes: Uint8Array): { batch: SampleBatch; extra: Bat
   const extra: BatchExtra = {};
   if (flags & FLAG_KAFKA) {
     const partition = cur.varint(len, 'kafka partition');
-    const offset = cur.varint(len, 'kafka offset');
+    const firstOffset = cur.varint(len, 'kafka first offset');
+    const lastOffset = cur.varint(len, 'kafka last offset');
     if (partition > 0xffffffff)
       throw corrupt('kafka_partition_invalid', 'batch entry: kafka partition > uint32');
-    extra.kafka = { partition, offset };
+    if (firstOffset > lastOffset)
+      throw corrupt('kafka_offset_invalid', 'batch entry: kafka first offset after the last');
+    extra.kafka = { partition, firstOffset, lastOffset };
   }
   const nSeries = cur.varint(len, 'series count');
   let p = cur.p;
@@ -289,6 +307,7 @@ export function decodeBatch(bytes: Uint8Array): { batch: SampleBatch; extra: Bat
 }
 
 const utf8d = new TextDecoder('utf-8', { fatal: true });
+const utf8e = new TextEncoder();
 
 /** Reads unsigned varints (< 2^53) that must end before `end`; DATA_CORRUPTION otherwise. */
 class Cursor {
@@ -376,4 +395,137 @@ function decodeSeries(bytes: Uint8Array, i: number, seen: Set<string>): Series {
   if (seen.has(dedup)) throw corrupt('duplicate_series', `batch entry: series ${i} appears twice`);
   seen.add(dedup);
   return series;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Delete entries (kind 2)
+
+const OP_CODES: Record<MatchOp, number> = { '=': 1, '!=': 2, '=~': 3, '!~': 4 };
+const OPS_BY_CODE: readonly (MatchOp | undefined)[] = [undefined, '=', '!=', '=~', '!~'];
+const DELETE_HAS_MIN = 0x01;
+const DELETE_HAS_MAX = 0x02;
+/** Longest string a delete entry carries (a metric, a tag name or a matcher value / regex). */
+export const MAX_DELETE_STRING_BYTES = 65_536;
+/** Most matchers a delete entry carries. */
+export const MAX_DELETE_MATCHERS = 256;
+
+function zigzag(v: number): number {
+  return v >= 0 ? v * 2 : -v * 2 - 1;
+}
+
+function unzigzag(z: number): number {
+  return z % 2 === 0 ? z / 2 : -(z + 1) / 2;
+}
+
+/**
+ * Encodes a delete entry. The request's meaning is not validated here (the store validates it when applying,
+ * identically on every replica); only what the layout cannot carry is refused (INVALID_ARGUMENT).
+ */
+export function encodeDelete(request: DeleteRequest): Uint8Array {
+  const strings: Uint8Array[] = [];
+  const str = (v: unknown, field: string): void => {
+    if (typeof v !== 'string') throw invalidArgument('delete_invalid', field, `${field} must be a string`);
+    const b = utf8e.encode(v);
+    if (b.length > MAX_DELETE_STRING_BYTES)
+      throw invalidArgument(
+        'delete_invalid',
+        field,
+        `${field} is longer than ${MAX_DELETE_STRING_BYTES} bytes`,
+      );
+    strings.push(b);
+  };
+  str(request.metric, 'metric');
+  const matchers = request.matchers ?? [];
+  if (!Array.isArray(matchers) || matchers.length > MAX_DELETE_MATCHERS) {
+    throw invalidArgument(
+      'delete_invalid',
+      'matchers',
+      `matchers must be an array of at most ${MAX_DELETE_MATCHERS}`,
+    );
+  }
+  const ops: number[] = [];
+  matchers.forEach((m, i) => {
+    str(m?.name, `matchers[${i}].name`);
+    const op = OP_CODES[m?.op as MatchOp];
+    if (op === undefined)
+      throw invalidArgument('delete_invalid', `matchers[${i}].op`, 'op must be = != =~ !~');
+    ops.push(op);
+    str(m.value, `matchers[${i}].value`);
+  });
+  let flags = 0;
+  const times: number[] = [];
+  for (const [bit, v, field] of [
+    [DELETE_HAS_MIN, request.minT, 'minT'],
+    [DELETE_HAS_MAX, request.maxT, 'maxT'],
+  ] as const) {
+    if (v === undefined) continue;
+    if (!Number.isSafeInteger(v))
+      throw invalidArgument('delete_invalid', field, `${field} must be an integer`);
+    flags |= bit;
+    times.push(v);
+  }
+  let size = 3 + varintSize(matchers.length) + matchers.length;
+  for (const b of strings) size += varintSize(b.length) + b.length;
+  for (const t of times) size += varintSize(zigzag(t));
+  const buf = new Uint8Array(size);
+  buf[0] = BATCH_FORMAT_VERSION;
+  buf[1] = EntryKind.delete;
+  buf[2] = flags;
+  let p = 3;
+  const put = (b: Uint8Array): void => {
+    p = writeVarint(buf, p, b.length);
+    buf.set(b, p);
+    p += b.length;
+  };
+  put(strings[0]!);
+  p = writeVarint(buf, p, matchers.length);
+  for (let i = 0; i < matchers.length; i++) {
+    put(strings[1 + 2 * i]!);
+    buf[p++] = ops[i]!;
+    put(strings[2 + 2 * i]!);
+  }
+  for (const t of times) p = writeVarint(buf, p, zigzag(t));
+  return buf;
+}
+
+/** Decodes a delete entry; any defect → DATA_CORRUPTION. */
+export function decodeDelete(bytes: Uint8Array): DeleteRequest {
+  const len = bytes.length;
+  const kind = entryKind(bytes);
+  if (kind !== EntryKind.delete)
+    throw corrupt('unknown_entry_kind', `delete entry: kind ${kind} is not a delete`);
+  if (len < 3) throw corrupt('truncated', 'delete entry: truncated header');
+  const flags = bytes[2];
+  if ((flags & ~(DELETE_HAS_MIN | DELETE_HAS_MAX)) !== 0)
+    throw corrupt('unknown_flags', `delete entry: unknown flags 0x${flags.toString(16)}`);
+  const cur = new Cursor(bytes, 3);
+  const str = (what: string): string => {
+    const n = cur.varint(len, `${what} length`);
+    if (n > MAX_DELETE_STRING_BYTES || n > len - cur.p)
+      throw corrupt('truncated', `delete entry: ${what} truncated`);
+    const s = bytes.subarray(cur.p, cur.p + n);
+    cur.p += n;
+    try {
+      return utf8d.decode(s);
+    } catch (err) {
+      throw corrupt('bad_utf8', `delete entry: ${what} is not UTF-8`, err);
+    }
+  };
+  const metric = str('metric');
+  const nm = cur.varint(len, 'matcher count');
+  if (nm > MAX_DELETE_MATCHERS || nm * 3 > len - cur.p)
+    throw corrupt('bad_matcher_count', `delete entry: matcher count ${nm} does not fit`);
+  const matchers: Matcher[] = [];
+  for (let i = 0; i < nm; i++) {
+    const name = str(`matcher ${i} name`);
+    if (cur.p >= len) throw corrupt('truncated', `delete entry: matcher ${i} op truncated`);
+    const op = OPS_BY_CODE[bytes[cur.p++]!];
+    if (op === undefined) throw corrupt('bad_matcher_op', `delete entry: matcher ${i} has an unknown op`);
+    matchers.push({ name, op, value: str(`matcher ${i} value`) });
+  }
+  const request: DeleteRequest = { metric, matchers };
+  if (flags & DELETE_HAS_MIN) request.minT = unzigzag(cur.varint(len, 'minT'));
+  if (flags & DELETE_HAS_MAX) request.maxT = unzigzag(cur.varint(len, 'maxT'));
+  if (cur.p !== len) throw corrupt('bad_length', `delete entry: ${len - cur.p} trailing bytes`);
+  return request;
 }

@@ -1,7 +1,7 @@
 import { cpSync, existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { decodeKafkaOffset, kafkaMeta, kafkaOffsetKey, localEntryCodec } from '../../src/cluster/entry.js';
+import { decodeNextOffset, entryCodec, KAFKA_NEXT_OFFSET_KEY } from '../../src/cluster/entry.js';
 import { decodeDescriptor } from '../../src/cluster/store-snapshot.js';
 import { isTidemarkError } from '../../src/errors/index.js';
 import { RaftDriver } from '../../src/raft/driver.js';
@@ -18,12 +18,11 @@ afterEach(async () => {
   cluster = undefined;
 });
 
-describe('entry codec (interim, local)', () => {
-  it('round-trips batches with meta and deletes', () => {
+describe('entry codec (the shard entry format)', () => {
+  it('round-trips batches with a Kafka range and deletes', () => {
     const b = makeBatch(1000, 10);
-    const cmd = localEntryCodec.decode(
-      localEntryCodec.encode({ kind: 'batch', batch: b, meta: kafkaMeta(3, 42) }),
-    );
+    const kafka = { partition: 3, firstOffset: 40, lastOffset: 42 };
+    const cmd = entryCodec.decode(entryCodec.encode({ kind: 'batch', batch: b, kafka }));
     expect(cmd.kind).toBe('batch');
     if (cmd.kind !== 'batch') return;
     expect(cmd.batch.length).toBe(10);
@@ -31,9 +30,9 @@ describe('entry codec (interim, local)', () => {
     expect([...cmd.batch.values]).toEqual([...b.values]);
     expect([...cmd.batch.seriesRef]).toEqual([...b.seriesRef]);
     expect(cmd.batch.series).toEqual(b.series);
-    expect(decodeKafkaOffset(cmd.meta?.[kafkaOffsetKey(3)])).toBe(42);
-    const d = localEntryCodec.decode(
-      localEntryCodec.encode({
+    expect(cmd.kafka).toEqual(kafka);
+    const d = entryCodec.decode(
+      entryCodec.encode({
         kind: 'delete',
         request: { metric: 'cpu', matchers: [{ name: 'host', op: '=~', value: 'h.*' }], minT: 5 },
       }),
@@ -42,8 +41,8 @@ describe('entry codec (interim, local)', () => {
       kind: 'delete',
       request: { metric: 'cpu', matchers: [{ name: 'host', op: '=~', value: 'h.*' }], minT: 5 },
     });
-    expect(() => localEntryCodec.decode(new Uint8Array([9, 1]))).toThrow(/version/);
-    expect(() => localEntryCodec.decode(new Uint8Array([1, 1, 5]))).toThrow(/truncated/);
+    expect(() => entryCodec.decode(new Uint8Array([9, 1]))).toThrow(/version/);
+    expect(() => entryCodec.decode(new Uint8Array([1, 1, 1]))).toThrow(/truncated/);
   });
 });
 
@@ -107,9 +106,21 @@ describe('ShardReplica: 3 replicas over MemoryNetwork with LMDB', () => {
     cluster = new ReplicaCluster();
     await cluster.startAll();
     const leader = await cluster.leader();
-    const res = await leader.write(makeBatch(1000, 30), { meta: kafkaMeta(0, 99) });
+    const res = await leader.write(makeBatch(1000, 30), {
+      kafka: { partition: 0, firstOffset: 0, lastOffset: 99 },
+    });
     expect(res.accepted).toBe(30);
     expect(res.duplicate).toBe(false);
+    // The same records again (a proposal retried after an unknown outcome): applied as nothing.
+    const again = await leader.write(makeBatch(5000, 30), {
+      kafka: { partition: 0, firstOffset: 50, lastOffset: 99 },
+    });
+    expect(again).toMatchObject({ accepted: 0, kafka: 'replay' });
+    // Records past a gap are not applied either.
+    const gap = await leader.write(makeBatch(9000, 30), {
+      kafka: { partition: 0, firstOffset: 101, lastOffset: 120 },
+    });
+    expect(gap).toMatchObject({ accepted: 0, kafka: 'gap' });
     const expected = dumpStore(leader.store);
     expect(expected.length).toBe(30);
     for (const id of cluster.ids) {
@@ -118,7 +129,7 @@ describe('ShardReplica: 3 replicas over MemoryNetwork with LMDB', () => {
       const got = await r.read({ metric: 'cpu' });
       expect(got.reduce((n, s) => n + s.toArrays().count, 0)).toBe(30);
       expect(dumpStore(r.store)).toEqual(expected);
-      expect(decodeKafkaOffset(r.store.getMeta(kafkaOffsetKey(0)))).toBe(99);
+      expect(decodeNextOffset(r.store.getMeta(KAFKA_NEXT_OFFSET_KEY))).toBe(100);
     }
     // Deletes replicate too.
     const del = await leader.delete({ metric: 'cpu', matchers: [{ name: 'host', op: '=', value: 'h0' }] });

@@ -4,13 +4,15 @@ import { isTidemarkError, type TidemarkError } from '../../src/errors/index.js';
 import {
   BatchBuilder,
   decodeBatch,
+  decodeDelete,
   EntryKind,
   emptyBatch,
   encodeBatch,
+  encodeDelete,
   entryKind,
 } from '../../src/ingest/index.js';
 import { canonicalKey, MAX_TIMESTAMP_MS, makeSeries } from '../../src/model/index.js';
-import type { SampleBatch } from '../../src/storage/store.js';
+import type { DeleteRequest, SampleBatch } from '../../src/storage/store.js';
 import { fcParams, float64BitsArb, rng, SEED, sameBits, seriesArb, setBits, withSeed } from './helpers.js';
 
 function build(
@@ -75,7 +77,19 @@ describe('batch codec', () => {
     fc.assert(
       fc.property(
         batchArb,
-        fc.option(fc.record({ partition: fc.nat(0xffffffff), offset: fc.nat(Number.MAX_SAFE_INTEGER) })),
+        fc.option(
+          fc
+            .record({
+              partition: fc.nat(0xffffffff),
+              a: fc.nat(Number.MAX_SAFE_INTEGER),
+              b: fc.nat(Number.MAX_SAFE_INTEGER),
+            })
+            .map(({ partition, a, b }) => ({
+              partition,
+              firstOffset: Math.min(a, b),
+              lastOffset: Math.max(a, b),
+            })),
+        ),
         ({ series, samples }, kafka) => {
           const batch = build(series, samples);
           const bytes = encodeBatch(batch, kafka === null ? undefined : { kafka });
@@ -104,14 +118,15 @@ describe('batch codec', () => {
         { ref: 0, t: 999, hi: 0x80000000, lo: 0 },
       ],
     );
-    const bytes = encodeBatch(batch, { kafka: { partition: 3, offset: 300 } });
+    const bytes = encodeBatch(batch, { kafka: { partition: 3, firstOffset: 298, lastOffset: 300 } });
     expect(Buffer.from(bytes).toString('hex')).toBe(
       [
         '01', // version
         '01', // kind = write
         '01', // flags: kafka
         '03', // partition 3
-        'ac02', // offset 300
+        'aa02', // first offset 298
+        'ac02', // last offset 300
         '01', // 1 series
         '05',
         '61ff68ff78', // key "a" ff "h" ff "x"
@@ -155,8 +170,15 @@ describe('batch codec', () => {
     expect(bad((b) => (b.seriesRef[0] = 1))).toBe('series_ref_invalid');
     expect(bad((b) => (b.series = [{ metric: 'bad name', tags: {} }]))).toBe('metric_name_invalid');
     expect(bad((b) => (b.length = 2))).toBe('batch_invalid');
-    expect(bad(() => {}, { kafka: { partition: -1, offset: 0 } })).toBe('kafka_partition_invalid');
-    expect(bad(() => {}, { kafka: { partition: 0, offset: 2 ** 53 } })).toBe('kafka_offset_invalid');
+    expect(bad(() => {}, { kafka: { partition: -1, firstOffset: 0, lastOffset: 0 } })).toBe(
+      'kafka_partition_invalid',
+    );
+    expect(bad(() => {}, { kafka: { partition: 0, firstOffset: 0, lastOffset: 2 ** 53 } })).toBe(
+      'kafka_offset_invalid',
+    );
+    expect(bad(() => {}, { kafka: { partition: 0, firstOffset: 5, lastOffset: 4 } })).toBe(
+      'kafka_offset_invalid',
+    );
   });
 
   it('rejects corrupt input with specific reasons', () => {
@@ -200,7 +222,7 @@ describe('batch codec', () => {
         seeds.push(
           encodeBatch(
             build(series, ss.slice(0, 20)),
-            r.chance(0.5) ? { kafka: { partition: 1, offset: 77 } } : {},
+            r.chance(0.5) ? { kafka: { partition: 1, firstOffset: 70, lastOffset: 77 } } : {},
           ),
         );
       }
@@ -254,5 +276,45 @@ describe('batch codec', () => {
       expect(valid + corrupt).toBe(100_000);
       expect(corrupt).toBeGreaterThan(0);
     });
+  });
+
+  it('delete entries round-trip (with and without a range) and refuse corrupt bytes', () => {
+    const reqs: DeleteRequest[] = [
+      { metric: 'cpu', matchers: [] },
+      {
+        metric: 'cpü',
+        matchers: [
+          { name: 'host', op: '=~', value: 'web-.*' },
+          { name: 'dc', op: '!=', value: '' },
+        ],
+        minT: -1,
+        maxT: MAX_TIMESTAMP_MS + 1,
+      },
+      { metric: 'm', matchers: [{ name: 'a', op: '!~', value: 'x' }], maxT: 5 },
+    ];
+    for (const r of reqs) {
+      const bytes = encodeDelete(r);
+      expect(entryKind(bytes)).toBe(EntryKind.delete);
+      expect(decodeDelete(bytes)).toEqual({ ...r, matchers: r.matchers ?? [] });
+    }
+    const good = encodeDelete(reqs[1]!);
+    const reason = (b: Uint8Array) => {
+      try {
+        decodeDelete(b);
+        return 'ok';
+      } catch (e) {
+        return (e as { code: string; reason: string }).code === 'DATA_CORRUPTION'
+          ? (e as { reason: string }).reason
+          : 'wrong error';
+      }
+    };
+    for (let cut = 0; cut < good.length; cut++) expect(reason(good.subarray(0, cut))).not.toBe('ok');
+    expect(reason(Uint8Array.from([...good, 0]))).toBe('bad_length');
+    const badFlags = good.slice();
+    badFlags[2] = 0x80;
+    expect(reason(badFlags)).toBe('unknown_flags');
+    expect(() =>
+      encodeDelete({ metric: 'm', matchers: [{ name: 'a', op: '~' as never, value: '' }] }),
+    ).toThrow(/op/);
   });
 });
