@@ -55,7 +55,12 @@ describe('defaults', () => {
     });
     expect(DEFAULT_CONFIG.shards).toBe(16);
     expect(DEFAULT_CONFIG.replication).toBe(3);
-    expect(DEFAULT_CONFIG.raft).toEqual({ tickMs: 100, electionTicks: 10, heartbeatTicks: 1, compactEntries: 10_000 });
+    expect(DEFAULT_CONFIG.raft).toEqual({
+      tickMs: 100,
+      electionTicks: 10,
+      heartbeatTicks: 1,
+      compactEntries: 10_000,
+    });
     expect(DEFAULT_CONFIG.store).toEqual(DEFAULT_STORE_OPTIONS);
   });
 
