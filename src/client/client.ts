@@ -5,7 +5,7 @@
  * full jitter, within the call's deadline. Any node accepts any write and forwards it, so while the map is
  * unknown the client sends to any endpoint.
  */
-import { TidemarkError } from '../errors/index.js';
+import { outcomeUnknown, TidemarkError } from '../errors/index.js';
 import {
   type MatchType as PbMatchType,
   ReplicaRole,
@@ -20,6 +20,9 @@ import { channelCredentials, type TlsOptions, tlsChannelOptions } from './creden
 import { type Prepared, type PreparedSeries, prepare, type WriteInput } from './prepare.js';
 import { type BackoffOptions, backoffDelay, isRetryable, realSleep } from './retry.js';
 import { BatchWriter, type WriterOptions } from './writer.js';
+
+/** Shortest per-attempt deadline of a write (ms); see sendOne. */
+const ATTEMPT_FLOOR_MS = 1000;
 
 export interface ConnectOptions {
   /** gRPC client-API addresses (host:port) of one or more nodes; the rest are learned from the shard map. */
@@ -488,9 +491,16 @@ export class TidemarkClient {
     signal: AbortSignal | undefined,
   ): Promise<TidemarkError | undefined> {
     const series = parts.length === 1 ? parts[0]!.series : parts.flatMap((p) => p.series);
+    // Each attempt gets at most half of what is left (at least ATTEMPT_FLOOR_MS): a node that stopped answering
+    // (isolated, paused) must not eat the whole deadline while another replica could lead the shard.
+    const started = Date.now();
+    const attemptDeadline = Math.min(
+      deadline,
+      started + Math.max(ATTEMPT_FLOOR_MS, (deadline - started) / 2),
+    );
     try {
       const res = await this.conn(address).write(toWriteRequest(series) as unknown as WriteRequest, {
-        deadline,
+        deadline: attemptDeadline,
         ...(signal === undefined ? {} : { signal }),
       });
       result.accepted += Number(res.accepted);
@@ -500,7 +510,13 @@ export class TidemarkClient {
       }
       return undefined;
     } catch (e) {
-      return asError(e);
+      const err = asError(e);
+      if (err.code === 'DEADLINE_EXCEEDED' && attemptDeadline < deadline) {
+        // Only this attempt timed out: retryable elsewhere (writes are idempotent); the first may still apply.
+        const budget = Math.round(attemptDeadline - started);
+        return outcomeUnknown(`no answer from ${address} within ${budget} ms`, { address });
+      }
+      return err;
     }
   }
 
