@@ -13,7 +13,9 @@
  * leadership toward each shard's preferred leader. close() refuses new writes, hands local leaderships to
  * caught-up peers (bounded), then closes the servers and replicas.
  */
+import { mkdirSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import type * as grpc from '@grpc/grpc-js';
 import type {
@@ -56,6 +58,7 @@ import {
   type SuggestRequest,
   suggest,
 } from '../query/index.js';
+import { LmdbLogEnv } from '../raft/storage-lmdb.js';
 import type { LmdbShardStore } from '../storage/lmdb-store.js';
 import type { SampleBatch, SelectRequest } from '../storage/store.js';
 import {
@@ -186,6 +189,8 @@ export class TidemarkNode implements ClusterService {
   private closing = false;
   private readonly readClients = new Map<string, ServiceClient<typeof ShardReadService>>();
   private readonly queryClients = new Map<string, ServiceClient<typeof ShardQueryService>>();
+  /** The node-wide Raft log environment (set by start, closed after the replicas). */
+  private logEnv: LmdbLogEnv | undefined;
   private closedPromise: Promise<void> | undefined;
   private readonly writeTimeoutMs: number;
   private readonly log: NodeLogger | undefined;
@@ -262,6 +267,9 @@ export class TidemarkNode implements ClusterService {
       peerServer.forceShutdown();
       throw err;
     }
+    // Every local shard's Raft log in one environment: their saves share fsyncs (docs/format/raft-log.md).
+    mkdirSync(config.dataDir, { recursive: true });
+    const logEnv = LmdbLogEnv.open(join(config.dataDir, 'raft-log'), { maxLogs: config.shards });
     try {
       for (const shard of map.shardsOfNode(config.nodeId)) {
         const r = await ShardReplica.open({
@@ -272,6 +280,7 @@ export class TidemarkNode implements ClusterService {
           snapshotPeers: snapshots,
           snapshotRegistry: snapshots,
           voters: [...map.replicasOf(shard)],
+          logEnv,
           storeOptions: { ...config.store, syncIntervalMs: config.storeSyncIntervalMs },
           checkpointIntervalMs: deps.checkpointIntervalMs ?? config.checkpointIntervalMs,
           driver: {
@@ -307,6 +316,7 @@ export class TidemarkNode implements ClusterService {
         peerServer,
         grpcSnapshots,
       );
+      node.logEnv = logEnv;
       const self = node;
       addTidemarkService(server, node, {
         // Configured client addresses (--peer-clients / StatefulSet); this node's own bound one when not given.
@@ -323,6 +333,7 @@ export class TidemarkNode implements ClusterService {
     } catch (err) {
       server.forceShutdown();
       for (const r of replicas.values()) await r.close().catch(() => {});
+      await logEnv.close().catch(() => {});
       await peer.close();
       grpcSnapshots?.close();
       peerServer.forceShutdown();
@@ -932,6 +943,9 @@ export class TidemarkNode implements ClusterService {
     for (const [shard, r] of this.replicas) {
       await r.close().catch((err) => this.log?.warn({ shard, err: String(err) }, 'closing replica failed'));
     }
+    await this.logEnv
+      ?.close()
+      .catch((err) => this.log?.warn({ err: String(err) }, 'closing the raft log failed'));
     await this.peer.close();
     this.grpcSnapshots?.close();
     for (const c of this.readClients.values()) c.close();

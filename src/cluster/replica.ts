@@ -11,12 +11,12 @@
  * The log is compacted by the driver up to the store's durable applied index (never beyond it); the
  * Raft snapshot is a descriptor and images stream on demand (./store-snapshot.ts).
  */
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isTidemarkError, TidemarkError } from '../errors/index.js';
 import { type DriverOptions, type DriverStatus, RaftDriver } from '../raft/driver.js';
-import { LmdbLogStorage } from '../raft/storage-lmdb.js';
+import { type LmdbLogEnv, LmdbLogStorage } from '../raft/storage-lmdb.js';
 import type { Transport } from '../raft/transport.js';
 import type { NodeId, StateRole } from '../raft/types.js';
 import { LmdbShardStore, type LmdbStoreOptions } from '../storage/lmdb-store.js';
@@ -82,6 +82,8 @@ export interface ShardReplicaOptions {
    */
   voters?: NodeId[];
   storeOptions?: Partial<LmdbStoreOptions>;
+  /** Keep the Raft log in this node-wide environment (shared fsyncs) instead of `<shard dir>/raft`. */
+  logEnv?: LmdbLogEnv;
   /** Told when a possibly torn store (OS crash with unsynced commits) was moved to `aside` and rebuilt. */
   onStoreDiscarded?: (aside: string) => void;
   driver?: ReplicaDriverOptions;
@@ -160,8 +162,18 @@ export class ShardReplica {
     mkdirSync(dir, { recursive: true });
     const recovery = await recoverStoreSwap(dir);
     await rm(join(dir, 'images'), { recursive: true, force: true });
+    const ownLog = join(dir, 'raft');
+    if (opts.logEnv !== undefined && existsSync(ownLog)) {
+      throw new TidemarkError(
+        'FAILED_PRECONDITION',
+        'data_dir_layout_old',
+        `${ownLog} is a per-shard Raft log of an older data-directory layout; this version keeps every shard's log in one environment per node. Start this node on an empty data directory (it is rebuilt from its peers)`,
+        { dir: ownLog },
+      );
+    }
     const log = await LmdbLogStorage.open({
-      path: join(dir, 'raft'),
+      path: ownLog,
+      ...(opts.logEnv ? { env: opts.logEnv, name: `shard-${opts.shard}` } : {}),
       ...(opts.voters ? { conf: { voters: [...opts.voters], learners: [] } } : {}),
     });
     let store: LmdbShardStore;

@@ -5,6 +5,10 @@
  *  - sub-database `raft-meta`: string keys `format`, `hardState`, `snapshotMeta`, `firstIndex`,
  *    `snapshotData` (the state-machine image at the snapshot index, raw bytes).
  *
+ * Several logs may share one environment (LmdbLogEnv: one per node, every shard's log in it under its own
+ * name prefix): lmdb-js commits the asynchronous transactions queued while a commit is running together,
+ * so the shards of a node share fsyncs instead of each paying its own (multi-Raft's shared log engine).
+ *
  * Every mutation is one LMDB write transaction; its promise resolves after the transaction has committed
  * and been synced to disk (the environment is opened with `overlappingSync: false` and without
  * `noSync`/`noMetaSync`, so an LMDB commit is an fsync'd commit). Reads are synchronous; the first/last
@@ -42,9 +46,44 @@ import {
 } from './storage-memory.js';
 import type { ConfState, Entry, HardState, Snapshot, SnapshotMeta } from './types.js';
 
+/**
+ * An LMDB environment shared by the Raft logs of one node's shards. Opened once, handed to every
+ * LmdbLogStorage.open({ env, name }); closed after the last log using it.
+ */
+export class LmdbLogEnv {
+  private constructor(
+    readonly path: string,
+    /** @internal */ readonly root: RootDatabase,
+  ) {}
+
+  /** `maxLogs`: how many logs (each two sub-databases) may live in the environment. */
+  static open(path: string, options: { maxLogs: number; mapSize?: number }): LmdbLogEnv {
+    const root = open({
+      path,
+      // Durable commits: the write promise resolves after fsync. Never noSync/noMetaSync.
+      overlappingSync: false,
+      noSync: false,
+      noMetaSync: false,
+      compression: false,
+      cache: false,
+      maxDbs: 2 * options.maxLogs + 2,
+      ...(options.mapSize ? { mapSize: options.mapSize } : {}),
+    });
+    return new LmdbLogEnv(path, root);
+  }
+
+  close(): Promise<void> {
+    return this.root.close();
+  }
+}
+
 export interface LmdbLogStorageOptions extends LogStorageOptions {
-  /** Directory of the LMDB environment (created if missing). */
+  /** Directory of the LMDB environment (created if missing); with `env`, only a label for messages. */
   path: string;
+  /** Store the log in this shared environment (not closed by close()) under sub-databases `<name>/...`. */
+  env?: LmdbLogEnv;
+  /** The log's name in a shared environment (required with `env`), e.g. `shard-7`. */
+  name?: string;
   /** Initial LMDB map size in bytes (lmdb-js grows it as needed). */
   mapSize?: number;
   /**
@@ -98,6 +137,7 @@ export class LmdbLogStorage implements SnapshotLogStorage {
     conf: ConfState,
     cacheBytes: number,
     gcBatch: number,
+    private readonly ownsEnv: boolean,
   ) {
     this.cacheBytes = cacheBytes;
     this.gcBatch = gcBatch;
@@ -109,36 +149,51 @@ export class LmdbLogStorage implements SnapshotLogStorage {
 
   /** Opens (creating if needed) the log at `options.path` and loads its cached state. */
   static async open(options: LmdbLogStorageOptions): Promise<LmdbLogStorage> {
-    const env = open({
-      path: options.path,
-      // Durable commits: the write promise resolves after fsync. Never noSync/noMetaSync.
-      overlappingSync: false,
-      noSync: false,
-      noMetaSync: false,
-      compression: false,
-      cache: false,
-      ...(options.mapSize ? { mapSize: options.mapSize } : {}),
-    });
+    if (options.env !== undefined && (options.name === undefined || options.name === '')) {
+      throw new TidemarkError(
+        'INVALID_ARGUMENT',
+        'log_name_missing',
+        'a log in a shared environment needs a name',
+        {
+          field: 'name',
+        },
+      );
+    }
+    const owns = options.env === undefined;
+    const env =
+      options.env?.root ??
+      open({
+        path: options.path,
+        // Durable commits: the write promise resolves after fsync. Never noSync/noMetaSync.
+        overlappingSync: false,
+        noSync: false,
+        noMetaSync: false,
+        compression: false,
+        cache: false,
+        ...(options.mapSize ? { mapSize: options.mapSize } : {}),
+      });
+    const prefix = owns ? '' : `${options.name}/`;
     try {
       const ents = env.openDB<Bytes, Bytes>({
-        name: 'raft-entries',
+        name: `${prefix}raft-entries`,
         keyEncoding: 'binary',
         encoding: 'binary',
       });
-      const metaDb = env.openDB<Bytes, string>({ name: 'raft-meta', encoding: 'binary' });
+      const metaDb = env.openDB<Bytes, string>({ name: `${prefix}raft-meta`, encoding: 'binary' });
       const s = new LmdbLogStorage(
-        options.path,
+        owns ? options.path : `${options.env!.path} (${options.name})`,
         env,
         ents,
         metaDb,
         options.conf ?? { voters: [], learners: [] },
         options.cacheBytes ?? 32 * 1024 * 1024,
         options.gcBatch ?? 1024,
+        owns,
       );
       await s.load();
       return s;
     } catch (err) {
-      await env.close();
+      if (owns) await env.close();
       throw err;
     }
   }
@@ -377,7 +432,7 @@ export class LmdbLogStorage implements SnapshotLogStorage {
     if (this.closing) return;
     this.closing = true;
     await this.writes.catch(() => {});
-    await this.env.close();
+    if (this.ownsEnv) await this.env.close();
   }
 
   /** Inside a write transaction: deletes up to `max` compacted entries. */

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { decodeIndexKey, encodeEntry, indexKey } from '../../src/raft/codec.js';
-import { LmdbLogStorage } from '../../src/raft/storage-lmdb.js';
+import { LmdbLogEnv, LmdbLogStorage } from '../../src/raft/storage-lmdb.js';
 import type { SnapshotLogStorage } from '../../src/raft/storage-memory.js';
 import { ent, logStorageSuite } from './storage-suite.js';
 
@@ -27,6 +27,30 @@ for (const [label, cacheBytes, gcBatch] of [
     },
   });
 }
+
+// Many logs in one shared environment (a node's shards): the same contract for each, and a log closed and
+// reopened under its name finds its own state while its neighbours keep running.
+const shared = LmdbLogEnv.open(join(root, 'shared'), { maxLogs: 256 });
+const names = new Map<SnapshotLogStorage, string>();
+afterAll(() => shared.close());
+logStorageSuite('lmdb, shared environment', {
+  create: async (conf) => {
+    const name = `shard-${n++}`;
+    // A noisy neighbour in the same environment, written to while the log under test works.
+    const neighbour = await LmdbLogStorage.open({ path: '', env: shared, name: `${name}-neighbour`, conf });
+    await neighbour.save({ term: 9, vote: 'x', commit: 0 }, [ent(1, 9), ent(2, 9)]);
+    const s = await LmdbLogStorage.open({ path: '', env: shared, name, conf });
+    names.set(s, name);
+    return s;
+  },
+  reopen: async (s: SnapshotLogStorage) => {
+    const name = names.get(s)!;
+    await (s as LmdbLogStorage).close();
+    const r = await LmdbLogStorage.open({ path: '', env: shared, name });
+    names.set(r, name);
+    return r;
+  },
+});
 
 describe('LmdbLogStorage', () => {
   it('uses 8-byte big-endian index keys', () => {
