@@ -84,6 +84,15 @@ export interface ClusterService {
   suggest(request: SuggestRequest, options?: ReadOptions): Promise<string[]>;
   /** The last point of each matching series, from every shard (OpenTSDB /api/query/last). */
   last(request: LastRequest, now: number, options?: ReadOptions): Promise<LastPoint[]>;
+  /**
+   * Moves shard `shard`'s leadership to replica `to` ('' = the most caught-up other one) and resolves once
+   * it moved. Only the node of the current leader can; others throw NOT_LEADER with a hint.
+   */
+  transferLeader(
+    shard: number,
+    to: string,
+    options?: { deadline?: number },
+  ): Promise<{ leader: string; term: number }>;
   shardMap(): ShardMapJSON;
   status(): NodeStatus;
   readiness(): Readiness;

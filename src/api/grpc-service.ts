@@ -224,6 +224,14 @@ export function tidemarkServiceImpl(
         };
       }
     },
+    transferLeader: async (req, ctx) => {
+      const r = await cluster.transferLeader(
+        req.shard,
+        req.to,
+        ctx.deadline === undefined ? {} : { deadline: ctx.deadline },
+      );
+      return { leader: r.leader, term: BigInt(r.term) };
+    },
     shardMap: () => {
       const m = cluster.shardMap();
       const addresses = options.clientAddresses?.() ?? {};

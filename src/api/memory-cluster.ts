@@ -208,6 +208,29 @@ export class MemoryCluster implements ClusterService {
     return queryLast(this.stores, request, now);
   }
 
+  async transferLeader(shard: number, to: string): Promise<{ leader: string; term: number }> {
+    if (!Number.isInteger(shard) || shard < 0 || shard >= this.shardCount) {
+      throw new TidemarkError(
+        'INVALID_ARGUMENT',
+        'shard_invalid',
+        `shard must be in [0, ${this.shardCount - 1}]`,
+        {
+          field: 'shard',
+        },
+      );
+    }
+    // One node: there is no other replica to lead.
+    throw new TidemarkError(
+      'INVALID_ARGUMENT',
+      'transfer_target_invalid',
+      `shard ${shard} has no other voter`,
+      {
+        field: 'to',
+        ...(to === '' ? {} : { to }),
+      },
+    );
+  }
+
   shardMap(): ShardMapJSON {
     return this.map.toJSON();
   }

@@ -633,6 +633,36 @@ export class TidemarkClient {
     }
   }
 
+  /**
+   * Moves shard `shard`'s leadership to node `to` (default: the most caught-up other replica); resolves with
+   * the new leader and term. An admin operation: sent to the shard's leader, following NOT_LEADER hints.
+   */
+  async transferLeader(
+    shard: number,
+    to = '',
+    options: CallOptions = {},
+  ): Promise<{ leader: string; term: number }> {
+    if (this.map === undefined) await this.refreshShardMap().catch(() => undefined);
+    const deadline = Date.now() + (options.deadlineMs ?? this.deadlineMs);
+    let address = this.map === undefined ? this.anyAddress() : this.addressFor(shard);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const res = await this.conn(address).transferLeader(
+          { shard, to },
+          { deadline, ...(options.signal === undefined ? {} : { signal: options.signal }) },
+        );
+        this.requestRefresh();
+        return { leader: res.leader, term: Number(res.term) };
+      } catch (e) {
+        const err = asError(e);
+        const hint = err.code === 'NOT_LEADER' ? err.details.leaderHint : undefined;
+        const hinted = hint === undefined ? undefined : this.map?.nodes[hint];
+        if (hinted === undefined || hinted === address || attempt >= this.backoff.maxAttempts) throw err;
+        address = hinted;
+      }
+    }
+  }
+
   /** The status of one node: `node` is a node id from the shard map or an address (default: any endpoint). */
   async status(node?: string, options: CallOptions = {}): Promise<NodeStatus> {
     const address = node === undefined ? this.anyAddress() : (this.map?.nodes[node] ?? node);

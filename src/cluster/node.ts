@@ -953,28 +953,71 @@ export class TidemarkNode implements ClusterService {
     await shutdownServer(this.peerServer, 500);
   }
 
+  async transferLeader(
+    shard: number,
+    to: string,
+    options: { deadline?: number } = {},
+  ): Promise<{ leader: string; term: number }> {
+    if (this.closing) throw closed(`node ${this.id}`);
+    if (!Number.isInteger(shard) || shard < 0 || shard >= this.config.shards) {
+      throw invalidArgument('shard_invalid', 'shard', `shard must be in [0, ${this.config.shards - 1}]`);
+    }
+    const r = this.replicas.get(shard);
+    if (r === undefined || !r.isLeader()) {
+      throw notLeader(
+        r?.leader() || this.map.leaderOf(shard) || undefined,
+        `node ${this.id} does not lead shard ${shard}`,
+      );
+    }
+    const voters = r.driver.status().conf.voters;
+    let target = to;
+    if (target === '') target = this.bestSuccessor(shard, r) ?? '';
+    if (target === '' || target === this.id || !voters.includes(target)) {
+      throw invalidArgument(
+        'transfer_target_invalid',
+        'to',
+        `to must be another voter of shard ${shard} (${voters.filter((v) => v !== this.id).join(', ') || 'none'})`,
+      );
+    }
+    const deadline = options.deadline ?? Date.now() + this.writeTimeoutMs;
+    r.transferLeader(target);
+    for (;;) {
+      const s = r.driver.status();
+      if (s.leader !== '' && s.leader !== this.id) return { leader: s.leader, term: s.term };
+      if (Date.now() >= deadline) {
+        throw unavailable(
+          'transfer_timeout',
+          `shard ${shard}: leadership did not move to ${target} before the deadline`,
+        );
+      }
+      await sleep(10);
+    }
+  }
+
+  /** The most caught-up, recently active other voter of a shard this node leads (the preferred one on ties). */
+  private bestSuccessor(shard: number, r: ShardReplica): string | undefined {
+    const core = r.driver.coreStatus() as
+      | { progress?: Map<string, { match: number; recentActive: boolean; isLearner: boolean }> }
+      | undefined;
+    let best: string | undefined;
+    let bestMatch = -1;
+    for (const [id, p] of core?.progress ?? []) {
+      if (id === this.id || p.isLearner || !p.recentActive) continue;
+      const match = p.match + (id === this.map.preferredLeaderOf(shard) ? 0.5 : 0);
+      if (match > bestMatch) {
+        best = id;
+        bestMatch = match;
+      }
+    }
+    return best;
+  }
+
   private async transferAway(budgetMs: number): Promise<void> {
     if (this.config.peers.length < 2 || budgetMs <= 0) return;
     const end = Date.now() + budgetMs;
     const leading = () => [...this.replicas].filter(([, r]) => r.isLeader());
     for (const [shard, r] of leading()) {
-      const core = r.driver.coreStatus() as
-        | {
-            progress?: Map<string, { match: number; recentActive: boolean; isLearner: boolean }>;
-            lastIndex: number;
-          }
-        | undefined;
-      let best: string | undefined;
-      let bestMatch = -1;
-      for (const [id, p] of core?.progress ?? []) {
-        if (id === this.id || p.isLearner || !p.recentActive) continue;
-        // Prefer the preferred leader when it is as caught up as anyone.
-        const match = p.match + (id === this.map.preferredLeaderOf(shard) ? 0.5 : 0);
-        if (match > bestMatch) {
-          best = id;
-          bestMatch = match;
-        }
-      }
+      const best = this.bestSuccessor(shard, r);
       if (best !== undefined) r.transferLeader(best);
     }
     while (Date.now() < end && leading().length > 0) await sleep(20);

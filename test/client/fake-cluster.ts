@@ -156,6 +156,11 @@ export async function startFakeCluster(
           };
         }
       },
+      transferLeader: async (req) => {
+        if (req.to === '') throw notLeader(cluster.leaders[req.shard]);
+        cluster.leaders[req.shard] = req.to;
+        return { leader: req.to, term: 2n };
+      },
       shardMap: () => {
         node.shardMapCalls++;
         if (node.shardMapError !== undefined) throw node.shardMapError;

@@ -164,6 +164,29 @@ describe('TidemarkNode: three nodes in one process', () => {
       b.close();
     }
   });
+
+  it('TransferLeader moves a shard to the named replica; elsewhere NOT_LEADER with a hint', async () => {
+    const leader = cluster.node('a').status().replicas.find((r) => r.shard === 1)!.leader;
+    const to = ['a', 'b', 'c'].find((id) => id !== leader)!;
+    const other = ['a', 'b', 'c'].find((id) => id !== leader && id !== to)!;
+    const onOther = createClient(TidemarkService, cluster.node(other).endpoints.grpc);
+    const onLeader = createClient(TidemarkService, cluster.node(leader).endpoints.grpc);
+    try {
+      const refused = await onOther.transferLeader({ shard: 1, to }).catch((e: unknown) => e);
+      expect(refused).toMatchObject({ code: 'NOT_LEADER', details: { leaderHint: leader } });
+      const bad = await onLeader.transferLeader({ shard: 1, to: 'nobody' }).catch((e: unknown) => e);
+      expect(bad).toMatchObject({ code: 'INVALID_ARGUMENT', details: { field: 'to' } });
+      const res = await onLeader.transferLeader({ shard: 1, to });
+      expect(res.leader).toBe(to);
+      expect(cluster.node(to).replicas.get(1)!.isLeader()).toBe(true);
+      // Writes to the shard go on through any node.
+      const w = await cluster.node(other).write(batchOf([seriesOnShard(1, 'tl')], 7000, 3));
+      expect(w.accepted).toBe(3);
+    } finally {
+      onOther.close();
+      onLeader.close();
+    }
+  });
 });
 
 describe('TidemarkNode: four nodes, three replicas per shard', () => {

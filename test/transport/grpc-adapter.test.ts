@@ -98,6 +98,7 @@ beforeAll(async () => {
         };
       }
     },
+    transferLeader: async () => ({ leader: 'n1', term: 1n }),
     shardMap: () => ({
       shardCount: 2,
       shards: [
@@ -143,7 +144,7 @@ afterAll(async () => {
 describe('serviceDefinition', () => {
   it('derives paths and streaming flags from the descriptor', () => {
     const def = serviceDefinition(TidemarkService);
-    expect(Object.keys(def).sort()).toEqual(['query', 'shardMap', 'status', 'write']);
+    expect(Object.keys(def).sort()).toEqual(['query', 'shardMap', 'status', 'transferLeader', 'write']);
     expect(def.write.path).toBe('/tidemark.v1.TidemarkService/Write');
     expect(def.shardMap.path).toBe('/tidemark.v1.TidemarkService/ShardMap');
     expect([def.write.requestStream, def.write.responseStream]).toEqual([false, false]);
