@@ -233,10 +233,33 @@ export const NEMESES: Nemesis[] = [
   },
   {
     name: 'leader-transfer-storm',
-    unsupported:
-      'the node has no admin API to request a leader transfer (only internal preferred-leader balancing); skipped rather than faked',
-    start() {
-      throw new Error('unsupported');
+    async start(ctx) {
+      // Until healed: every ~200 ms a random shard's leader is asked (TransferLeader admin RPC) to hand its
+      // leadership to the most caught-up other replica.
+      let stopped = false;
+      let transfers = 0;
+      const loop = (async () => {
+        while (!stopped) {
+          const l = await leaderOfRandomShard(ctx).catch(() => undefined);
+          if (l !== undefined) {
+            const c = await ctx.cluster.directClient(l.leader).catch(() => undefined);
+            const ok = await c?.transferLeader(l.shard, '', { deadlineMs: 2000 }).then(
+              () => true,
+              () => false,
+            );
+            if (ok) transfers++;
+          }
+          await new Promise((r) => setTimeout(r, 200));
+        }
+      })();
+      return {
+        detail: 'leader transfers of random shards every ~200 ms',
+        async heal() {
+          stopped = true;
+          await loop;
+          ctx.log(`leader-transfer-storm: ${transfers} transfers`);
+        },
+      };
     },
   },
 ];
