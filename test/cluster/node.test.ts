@@ -166,7 +166,10 @@ describe('TidemarkNode: three nodes in one process', () => {
   });
 
   it('TransferLeader moves a shard to the named replica; elsewhere NOT_LEADER with a hint', async () => {
-    const leader = cluster.node('a').status().replicas.find((r) => r.shard === 1)!.leader;
+    const leader = cluster
+      .node('a')
+      .status()
+      .replicas.find((r) => r.shard === 1)!.leader;
     const to = ['a', 'b', 'c'].find((id) => id !== leader)!;
     const other = ['a', 'b', 'c'].find((id) => id !== leader && id !== to)!;
     const onOther = createClient(TidemarkService, cluster.node(other).endpoints.grpc);
