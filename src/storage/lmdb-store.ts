@@ -156,6 +156,9 @@ export class LmdbShardStore implements ShardStore {
   private committedIndex = 0;
   private syncTimer: NodeJS.Timeout | undefined;
   private syncing: Promise<void> | null = null;
+  /** The sync queued behind the running one, if any. */
+  private syncNext: Promise<void> | null = null;
+  private syncsStopped = false;
   private group: WriteGroup | null = null;
   /** Unindexed operations (retention) applied after `applied`; part of the wal key. */
   private walSeq = 0;
@@ -203,10 +206,16 @@ export class LmdbShardStore implements ShardStore {
 
   /** Deferred mode: fsyncs the environment (off the JS thread); then what was committed is durable. */
   private syncNow(): Promise<void> {
+    // Once close() has made its last sync, nothing may reach the environment (it is about to be closed).
+    if (this.syncsStopped) return this.syncing ?? Promise.resolve();
     if (this.syncing !== null) {
-      // A sync already running may have started before the latest commit: chain one more.
-      const next = this.syncing.then(() => this.syncNow());
-      return next;
+      // A sync already running may have started before the latest commit: one more follows it (shared by
+      // every caller meanwhile), tracked so that close() waits for it too.
+      this.syncNext ??= this.syncing.then(() => {
+        this.syncNext = null;
+        return this.syncNow();
+      });
+      return this.syncNext;
     }
     const upTo = this.committedIndex;
     const run = new Promise<void>((resolve, reject) => {
@@ -890,7 +899,10 @@ export class LmdbShardStore implements ShardStore {
       }
     } finally {
       if (this.syncTimer) clearInterval(this.syncTimer);
-      await this.syncing?.catch(() => {});
+      this.syncsStopped = true;
+      while (this.syncing !== null || this.syncNext !== null) {
+        await (this.syncNext ?? this.syncing)?.catch(() => {});
+      }
       await this.env.close();
     }
     // Clean close: everything is fsync'd (a failed store keeps the marker: it was not synced).

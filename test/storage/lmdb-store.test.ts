@@ -101,6 +101,21 @@ describe('LmdbShardStore deferred sync', () => {
     expect(err.message).toMatch(/sets it aside/);
   });
 
+  it('close() waits for every background sync (a sync on a closed environment would crash the process)', async () => {
+    const { dir, cleanup } = tempDir();
+    cleanups.push(cleanup);
+    // A 1 ms interval keeps syncs running and queued while close() runs.
+    for (let round = 0; round < 20; round++) {
+      const s = await LmdbShardStore.open(dir, { syncIntervalMs: 1 });
+      for (let k = 0; k < 5; k++) await s.append(batch([[CPU_A, round * 100 + k, k]]));
+      await new Promise((r) => setTimeout(r, round % 4));
+      await s.close();
+    }
+    const s = await LmdbShardStore.open(dir, { syncIntervalMs: 1 });
+    expect(s.appliedIndex()).toBe(100);
+    await s.close();
+  });
+
   it('validates syncIntervalMs', async () => {
     const { dir, cleanup } = tempDir();
     cleanups.push(cleanup);
