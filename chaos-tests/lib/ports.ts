@@ -1,17 +1,7 @@
-/** Free loopback ports (bind port 0, read it, release it), never the same one twice per allocator. */
-import { createServer } from 'node:net';
+/** Free loopback ports, never the same one twice per allocator. */
+import { freePort } from '../../test/helpers/ports.js';
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      const port = typeof a === 'object' && a !== null ? a.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
 export class PortAllocator {
   private readonly seen = new Set<number>();

@@ -3,9 +3,11 @@
  * errors (exit 2), endpoints, times, tags and matchers, connecting through the SDK, and error reporting
  * (exit 1 with the message).
  */
+import { readFileSync } from 'node:fs';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
-import { type QueryMatcher, TidemarkClient, TidemarkError } from '../client/index.js';
+import { type QueryMatcher, TidemarkClient, TidemarkError, type TlsOptions } from '../client/index.js';
 import { splitHostPort } from '../cluster/config.js';
+import { UNIT_MS } from '../query/opentsdb.js';
 
 export const DEFAULT_ENDPOINT = '127.0.0.1:4243';
 export const DEFAULT_TIMEOUT_MS = 10_000;
@@ -19,12 +21,66 @@ type Options = NonNullable<ParseArgsConfig['options']>;
 export const COMMON_OPTIONS = {
   endpoint: { type: 'string', short: 'e', default: DEFAULT_ENDPOINT },
   timeout: { type: 'string', default: String(DEFAULT_TIMEOUT_MS) },
+  token: { type: 'string' },
+  'tls-ca': { type: 'string' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
+  'tls-server-name': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const satisfies Options;
+
+/** How client commands authenticate: --token / TIDEMARK_TOKEN, TLS from --tls-* / TIDEMARK_TLS_*. */
+export interface ClientSecurity {
+  token?: string;
+  tls?: TlsOptions;
+}
+
+/**
+ * The security options of the last parse(): every command parses its argv before it connects, so connect()
+ * picks them up without each command passing them along.
+ */
+let parsedSecurity: ClientSecurity = {};
+
+/** Token and TLS from parsed values, falling back to the environment (TIDEMARK_TOKEN keeps it out of `ps`). */
+export function clientSecurity(
+  values: Record<string, unknown>,
+  env: NodeJS.ProcessEnv = process.env,
+): ClientSecurity {
+  const str = (flag: string, envName: string): string | undefined => {
+    const v = values[flag];
+    return typeof v === 'string' && v !== '' ? v : env[envName] || undefined;
+  };
+  const out: ClientSecurity = {};
+  const token = str('token', 'TIDEMARK_TOKEN');
+  if (token !== undefined) out.token = token;
+  const ca = str('tls-ca', 'TIDEMARK_TLS_CA');
+  const cert = str('tls-cert', 'TIDEMARK_TLS_CERT');
+  const key = str('tls-key', 'TIDEMARK_TLS_KEY');
+  const serverName = str('tls-server-name', 'TIDEMARK_TLS_SERVER_NAME');
+  if (ca !== undefined || cert !== undefined || key !== undefined) {
+    const read = (path: string, flag: string): Buffer => {
+      try {
+        return readFileSync(path);
+      } catch (err) {
+        throw new UsageError(`--${flag}: cannot read ${path}: ${(err as Error).message}`);
+      }
+    };
+    const tls: TlsOptions = {};
+    if (ca !== undefined) tls.ca = read(ca, 'tls-ca');
+    if (cert !== undefined) tls.cert = read(cert, 'tls-cert');
+    if (key !== undefined) tls.key = read(key, 'tls-key');
+    if (serverName !== undefined) tls.serverName = serverName;
+    out.tls = tls;
+  }
+  return out;
+}
 
 export const COMMON_USAGE = `Common options:
   -e, --endpoint HOST:PORT[,HOST:PORT...]  gRPC client address(es) of the cluster (default ${DEFAULT_ENDPOINT})
   --timeout MS                             deadline of each request (default ${DEFAULT_TIMEOUT_MS})
+  --token TOKEN                            bearer token (default $TIDEMARK_TOKEN; prefer the variable)
+  --tls-ca FILE [--tls-cert FILE --tls-key FILE] [--tls-server-name NAME]
+                                           TLS to the client API (default $TIDEMARK_TLS_CA, ...)
   -h, --help                               this text`;
 
 /** parseArgs, strict, positionals allowed; every parse error becomes a UsageError. */
@@ -42,6 +98,7 @@ export function parse<O extends Options>(
       allowPositionals: true,
       strict: true,
     });
+    parsedSecurity = clientSecurity(values as Record<string, unknown>);
     return { values, positionals };
   } catch (err) {
     throw new UsageError(err instanceof Error ? err.message.split('\n')[0]! : String(err));
@@ -75,31 +132,22 @@ export function positiveInt(value: string | undefined, name: string, fallback: n
   return Number(value);
 }
 
-const UNIT_MS: Record<string, number> = {
-  ms: 1,
-  s: 1000,
-  m: 60_000,
-  h: 3_600_000,
-  d: 86_400_000,
-  w: 604_800_000,
-};
-
 /**
- * A point in time: integer milliseconds since the epoch, `now`, `<n><unit>-ago` (units ms s m h d w, e.g.
+ * A point in time: integer milliseconds since the epoch, `now`, `<n><unit>-ago` (units ms s m h d w n y, e.g.
  * `1h-ago`, `30m-ago`) or an ISO 8601 date (`2026-11-21T14:00:00Z`).
  */
 export function parseTime(value: string, name: string, now: number): number {
   const v = value.trim();
   if (/^\d+$/.test(v)) return Number(v);
   if (v === 'now') return now;
-  const ago = /^(\d+)(ms|s|m|h|d|w)-ago$/.exec(v);
+  const ago = /^(\d+)(ms|s|m|h|d|w|n|y)-ago$/.exec(v);
   if (ago !== null) return Math.max(0, now - Number(ago[1]) * UNIT_MS[ago[2]!]!);
   if (/^\d{4}-\d{2}-\d{2}/.test(v)) {
     const t = Date.parse(v);
     if (!Number.isNaN(t)) return t;
   }
   throw new UsageError(
-    `--${name} must be milliseconds since the epoch, "now", "<n><unit>-ago" (units ms s m h d w, e.g. 1h-ago) or an ISO date, got ${JSON.stringify(value)}`,
+    `--${name} must be milliseconds since the epoch, "now", "<n><unit>-ago" (units ms s m h d w n y, e.g. 1h-ago) or an ISO date, got ${JSON.stringify(value)}`,
   );
 }
 
@@ -140,8 +188,13 @@ export function parseNumber(value: string, what: string): number {
  * Connects to the cluster and checks that an endpoint answers (the shard map), so an unreachable cluster is
  * reported at once, clearly, instead of after the operation's retries.
  */
-export async function connect(list: string[], timeoutMs: number): Promise<TidemarkClient> {
+export async function connect(
+  list: string[],
+  timeoutMs: number,
+  security: ClientSecurity = parsedSecurity,
+): Promise<TidemarkClient> {
   const client = await TidemarkClient.connect({
+    ...security,
     endpoints: list,
     deadlineMs: timeoutMs,
     shardMapRefreshMs: 0,

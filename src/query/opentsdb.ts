@@ -34,7 +34,8 @@ export interface OpenTsdbQuery {
   echo: Record<string, unknown>[];
 }
 
-const UNIT_MS: Record<string, number> = {
+/** OpenTSDB's duration units in ms (`n` = 30 days, `y` = 365 days); the CLI uses the same. */
+export const UNIT_MS: Readonly<Record<string, number>> = {
   ms: 1,
   s: 1000,
   m: 60_000,

@@ -20,8 +20,9 @@ describe('client command arguments', () => {
     expect(parseTime('1h-ago', 'start', now)).toBe(now - 3_600_000);
     expect(parseTime('30m-ago', 'start', now)).toBe(now - 1_800_000);
     expect(parseTime('2d-ago', 'start', now)).toBe(now - 2 * 86_400_000);
+    expect(parseTime('1y-ago', 'start', now)).toBe(now - 365 * 86_400_000); // OpenTSDB's units
     expect(parseTime('2023-11-14T22:13:20Z', 'start', now)).toBe(now);
-    for (const bad of ['', 'yesterday', '1y-ago', '-5', '1.5']) {
+    for (const bad of ['', 'yesterday', '1q-ago', '-5', '1.5']) {
       expect(() => parseTime(bad, 'start', now), bad).toThrow(UsageError);
     }
   });
