@@ -24,7 +24,7 @@ export const QUERY_USAGE = `Usage:
 Prints the samples of every series of <metric> whose tags match, between --start and --end.
 
 Options:
-  --start T     from (inclusive): ms since the epoch, now, <n><unit>-ago (units ms s m h d w) or an ISO
+  --start T     from (inclusive): ms since the epoch, now, <n><unit>-ago (units ms s m h d w n y) or an ISO
                 date (default 1h-ago)
   --end T       to (inclusive), same forms (default now)
   --agg F       aggregate across series with F (avg sum min max count first last p50 p75 p90 p95 p99, or
