@@ -149,7 +149,20 @@ async function main(): Promise<void> {
           x.timestamps.push(b.timestamps[i]!);
           x.values.push(b.values[i]!);
         }
-        pending.push(sdk.write(input));
+        // A loader retries: under a loaded machine a write may time out (writes are idempotent).
+        const client = sdk;
+        pending.push(
+          (async () => {
+            for (let attempt = 1; ; attempt++) {
+              try {
+                return await client.write(input);
+              } catch (err) {
+                if (attempt >= 5) throw err;
+                console.error(`load: write failed (${String(err)}), retrying`);
+              }
+            }
+          })(),
+        );
         if (pending.length >= 16) await pending.shift();
       }
       await Promise.all(pending);
