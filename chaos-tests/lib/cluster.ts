@@ -136,6 +136,8 @@ export class ChaosCluster {
       `--peer-listen=127.0.0.1:${n.peer}`,
       `--peers=${peers}`,
       `--peer-clients=${peerClients}`,
+      // Local test cluster: the peer port runs in the clear (docs/security.md).
+      '--insecure',
       `--shards=${this.options.shards}`,
       `--replication=${Math.min(3, this.options.nodes)}`,
       `--data-dir=${join(this.options.dir, 'data', n.id)}`,

@@ -22,7 +22,7 @@ import {
 } from '../model/index.js';
 import { AGGREGATOR_ALIASES, parseDownsample, type QuerySpec, type SubQuery } from '../query/index.js';
 import type { Matcher, MatchOp, SampleBatch, SelectRequest } from '../storage/store.js';
-import { addService, type ServiceImplementation } from '../transport/grpc-adapter.js';
+import { type AddServiceOptions, addService, type ServiceImplementation } from '../transport/grpc-adapter.js';
 import type { ClusterService } from './cluster-service.js';
 
 export interface GrpcServiceOptions {
@@ -32,6 +32,8 @@ export interface GrpcServiceOptions {
   seriesPerMessage?: number;
   /** Write deadline when the client sets none (ms, default 10,000). */
   defaultWriteTimeoutMs?: number;
+  /** Runs before each RPC (auth: src/security/roles.ts); throws UNAUTHENTICATED / PERMISSION_DENIED. */
+  authorize?: AddServiceOptions['authorize'];
 }
 
 /** A WriteRequest's batch as a SampleBatch, plus where each series' samples start (for rejected indexes). */
@@ -271,5 +273,8 @@ export function addTidemarkService(
   cluster: ClusterService,
   options: GrpcServiceOptions = {},
 ): void {
-  addService(server, TidemarkService, tidemarkServiceImpl(cluster, options));
+  // authorize: the per-method role check (src/security/roles.ts) when auth is configured.
+  addService(server, TidemarkService, tidemarkServiceImpl(cluster, options), {
+    authorize: options.authorize,
+  });
 }

@@ -9,6 +9,7 @@
  * the partial-write policy of docs/ingest.md applies (the good lines/datapoints are written).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { type Logger, pino } from 'pino';
 import type { Registry } from 'prom-client';
@@ -39,6 +40,8 @@ import {
   parseSuggestGet,
   type SuggestRequest,
 } from '../query/index.js';
+import type { Authenticator } from '../security/auth.js';
+import { HTTP_ROUTE_ROLES } from '../security/roles.js';
 import type { ClusterService, WriteResult } from './cluster-service.js';
 import { ClientGone, HttpError, readBody } from './http-body.js';
 import { createHttpMetrics, type HttpMetrics, renderMetrics } from './metrics.js';
@@ -98,6 +101,10 @@ export interface HttpApiOptions {
   now?: () => number;
   /** Line protocol: between measurement and field key in the metric name (default `_`). */
   separator?: string;
+  /** Bearer-token auth: each route needs its role (src/security/roles.ts); health, readiness, metrics stay open. */
+  auth?: Authenticator;
+  /** Serve HTTPS with these node:https options (cert, key, ca, requestCert). */
+  https?: HttpsServerOptions;
 }
 
 export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void;
@@ -596,6 +603,22 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
         return;
       }
       const route = entry.route;
+      const needed = options.auth === undefined ? undefined : HTTP_ROUTE_ROLES[url.pathname];
+      if (needed !== undefined) {
+        try {
+          // The header is only passed to the verifier: it is never logged (and pino redacts it anyway).
+          options.auth!.authorize(req.headers.authorization, needed);
+        } catch (err) {
+          const status = toHttpStatus(err);
+          send(
+            ctx,
+            status,
+            errorBody(err as TidemarkError, status, 'tidemark'),
+            status === 401 ? { 'www-authenticate': 'Bearer realm="tidemark"' } : {},
+          );
+          return;
+        }
+      }
       const style: ErrorStyle =
         route === 'put' || route.startsWith('tsdb') || route === 'suggest'
           ? 'opentsdb'
@@ -708,7 +731,8 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
     },
     listen(host: string, port: number) {
       if (server !== undefined) return Promise.reject(new Error('already listening'));
-      const s = createServer(handler);
+      const s =
+        options.https === undefined ? createServer(handler) : createHttpsServer(options.https, handler);
       server = s;
       s.on('clientError', (err, socket) => {
         logger.debug({ err }, 'client error');

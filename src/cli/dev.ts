@@ -1,16 +1,22 @@
 /**
- * `tidemark dev [--dir D] [--nodes N] [--base-port P] [--shards S]`: a local cluster of N node processes
+ * `tidemark dev [--dir D] [--nodes N] [--base-port P] [--shards S] [--kafka] [--kafka-port K]`: a local
+ * cluster of N node processes
  * (`tidemark start` children). Node i listens at P, P+1, P+2 (HTTP, gRPC, peer) + 10·i; data lives under
  * D/node-i (a temp dir, removed at exit, when --dir is not given). Waits for every shard to elect a leader,
  * writes a little demo data through the gRPC Write of node 0, prints the endpoints and runs until Ctrl-C,
  * which stops every node gracefully.
+ *
+ * `--kafka`: also starts a real single-node Kafka broker (scripts/kafka.sh; jars cached in
+ * ~/.cache/tidemark) on 127.0.0.1:K (default 9092), creates topic `tidemark` with S partitions (format
+ * `auto`) and its dead-letter topic `tidemark-dlq`, configures every node to consume it, produces a little
+ * demo data through it and prints the bootstrap address (docs/kafka.md).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import { parseArgs } from 'node:util';
+import { parseArgs, promisify } from 'node:util';
 import { TidemarkService } from '../gen/tidemark/v1/client_pb.js';
 import { createClient } from '../transport/grpc-adapter.js';
 
@@ -22,6 +28,56 @@ function int(value: string | undefined, name: string, lo: number, hi: number): n
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const run = promisify(execFile);
+
+/** scripts/kafka.sh from src/cli (tsx) or dist/src/cli (built). */
+function kafkaScript(): string {
+  for (const up of ['../..', '../../..']) {
+    const p = resolve(import.meta.dirname, up, 'scripts/kafka.sh');
+    if (existsSync(p)) return p;
+  }
+  throw new Error('scripts/kafka.sh not found (--kafka needs a source checkout)');
+}
+
+interface DevKafka {
+  bootstrap: string;
+  stop(): Promise<void>;
+}
+
+/** Fetches (first time: Maven download), starts a broker under `dir`, creates the topics. */
+async function startKafka(dir: string, port: number, shards: number): Promise<DevKafka> {
+  const script = kafkaScript();
+  console.log('tidemark dev: fetching and starting Kafka (the first run downloads the jars)...');
+  await run('bash', [script, 'fetch'], { timeout: 600_000, maxBuffer: 16 << 20 });
+  const { stdout } = await run('bash', [script, 'start', String(port), dir], {
+    env: { ...process.env, KAFKA_WATCH_PID: String(process.pid) },
+    timeout: 180_000,
+  });
+  const bootstrap = stdout.trim().split('\n').pop() ?? `127.0.0.1:${port}`;
+  const stop = async () => {
+    await run('bash', [script, 'stop', dir], { timeout: 60_000 }).catch(() => undefined);
+  };
+  try {
+    const { createTopic, PlatformaticKafkaIo } = await import('../ingest/kafka/client.js');
+    const io = new PlatformaticKafkaIo({ brokers: [bootstrap], clientId: 'tidemark-dev' });
+    try {
+      // A kept --dir re-uses its topics.
+      if ((await io.partitionCount(KAFKA_TOPIC)) === undefined)
+        await createTopic([bootstrap], KAFKA_TOPIC, shards);
+      if ((await io.partitionCount(KAFKA_DLQ)) === undefined)
+        await createTopic([bootstrap], KAFKA_DLQ, 1, { 'cleanup.policy': 'compact' });
+    } finally {
+      await io.close();
+    }
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { bootstrap, stop };
+}
+
+const KAFKA_TOPIC = 'tidemark';
+const KAFKA_DLQ = 'tidemark-dlq';
 
 export async function dev(argv: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -31,6 +87,8 @@ export async function dev(argv: string[]): Promise<number> {
       nodes: { type: 'string', default: '3' },
       'base-port': { type: 'string', default: '4242' },
       shards: { type: 'string', default: '8' },
+      kafka: { type: 'boolean', default: false },
+      'kafka-port': { type: 'string', default: '9092' },
     },
   });
   const count = int(values.nodes, 'nodes', 1, 9);
@@ -38,6 +96,26 @@ export async function dev(argv: string[]): Promise<number> {
   const shards = int(values.shards, 'shards', 1, 4096);
   const dir = values.dir ?? mkdtempSync(join(tmpdir(), 'tidemark-dev-'));
   const keep = values.dir !== undefined;
+  const kafkaPort = int(values['kafka-port'], 'kafka-port', 1024, 65534);
+  let kafka: DevKafka | undefined;
+  if (values.kafka) {
+    try {
+      kafka = await startKafka(join(dir, 'kafka'), kafkaPort, shards);
+    } catch (err) {
+      if (!keep) rmSync(dir, { recursive: true, force: true });
+      console.error(`tidemark dev: Kafka did not start: ${err instanceof Error ? err.message : String(err)}`);
+      return 1;
+    }
+  }
+  const kafkaFlags =
+    kafka === undefined
+      ? []
+      : [
+          `--kafka-brokers=${kafka.bootstrap}`,
+          `--kafka-topic=${KAFKA_TOPIC}`,
+          '--kafka-format=auto',
+          `--kafka-dead-letter-topic=${KAFKA_DLQ}`,
+        ];
   const nodes = Array.from({ length: count }, (_, i) => ({
     id: `node-${i}`,
     http: `127.0.0.1:${base + 10 * i}`,
@@ -68,8 +146,11 @@ export async function dev(argv: string[]): Promise<number> {
         `--peer-listen=${n.peer}`,
         `--peers=${peers}`,
         `--peer-clients=${peerClients}`,
+        // A local development cluster on 127.0.0.1: the peer port runs in the clear (docs/security.md).
+        '--insecure',
         `--shards=${shards}`,
         `--data-dir=${n.dataDir}`,
+        ...kafkaFlags,
       ],
       { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } },
     );
@@ -95,6 +176,7 @@ export async function dev(argv: string[]): Promise<number> {
     }, 15_000);
     await Promise.all(exited);
     clearTimeout(timer);
+    await kafka?.stop();
     if (!keep) rmSync(dir, { recursive: true, force: true });
   };
 
@@ -151,6 +233,26 @@ export async function dev(argv: string[]): Promise<number> {
       console.log(
         `tidemark dev: wrote ${res.accepted} demo samples (cpu.usage, 4 hosts) through ${nodes[0]!.grpc}`,
       );
+      if (kafka !== undefined) {
+        const { TidemarkKafkaProducer } = await import('../client/kafka-producer.js');
+        const producer = new TidemarkKafkaProducer({ brokers: kafka.bootstrap, topic: KAFKA_TOPIC, shards });
+        try {
+          const sent = await producer.send(
+            hosts.map((host, h) => ({
+              metric: 'kafka.demo',
+              tags: { host },
+              timestamp: now,
+              value: h + 0.5,
+            })),
+          );
+          console.log(
+            `tidemark dev: Kafka at ${kafka.bootstrap}: topic ${KAFKA_TOPIC} (${shards} partitions, format auto), ` +
+              `dead letters to ${KAFKA_DLQ}; produced ${sent.samples} demo samples (kafka.demo)`,
+          );
+        } finally {
+          await producer.close();
+        }
+      }
       console.log('tidemark dev: running; Ctrl-C stops every node');
       await Promise.race([stopSignal, ...exited.map((p) => p.then(() => sleep(100)))]);
     }

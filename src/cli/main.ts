@@ -19,7 +19,7 @@ Usage: tidemark <command> [options]
 
 Commands:
   start [flags]     run one cluster node (flags, TIDEMARK_* variables and --config: docs/configuration.md)
-  dev [--dir DIR] [--nodes N] [--base-port P] [--shards S]
+  dev [--dir DIR] [--nodes N] [--base-port P] [--shards S] [--kafka] [--kafka-port K]
                     a local cluster of N node processes (node i at ports P, P+1, P+2 + 10·i), with demo data
   demo [--dir DIR] [--series N] [--hours H]
                     open a single-node shard store, write demo data, query it and print the result
@@ -28,6 +28,8 @@ Commands:
   query <metric> [tag=value|tag!=value|tag=~re|tag!~re ...] [--start T] [--end T] [--chart|--json]
                     print the matching series' samples as a table (or a chart, or JSON)
   status [--json]   nodes and shards of a cluster: leaders, terms, applied index, health
+  certs --out DIR --nodes ID[,ID...] [--hosts ...] [--domain ...]
+                    a development CA and node/client certificates for mutual TLS (needs openssl; docs/security.md)
   version           print the version
   help              this text
 
@@ -71,6 +73,10 @@ export async function main(argv: string[]): Promise<number> {
     case 'status': {
       const { status } = await import('./status.js');
       return status(rest);
+    }
+    case 'certs': {
+      const { certs } = await import('./certs.js');
+      return certs(rest);
     }
     default:
       console.error(`tidemark: unknown command "${command}"\n\n${HELP}`);

@@ -8,12 +8,39 @@ import { pino } from 'pino';
 import { createHttpApi } from '../api/http.js';
 import { loadConfig, splitHostPort } from '../cluster/config.js';
 import { TidemarkNode } from '../cluster/node.js';
+import { nodeSecurity, requireSecurePeers } from '../security/node-security.js';
+
+/** Bearer tokens must never reach a log line, whatever object a log call is handed (docs/security.md). */
+export const LOG_REDACT = {
+  paths: [
+    'authorization',
+    '*.authorization',
+    'headers.authorization',
+    '*.headers.authorization',
+    'req.headers.authorization',
+    'token',
+    '*.token',
+  ],
+  censor: '[redacted]',
+};
 
 export async function start(argv: string[]): Promise<number> {
   const config = loadConfig({ argv, env: process.env, hostname: hostname() });
-  const logger = pino({ name: 'tidemark', base: { node: config.nodeId } }, pino.destination({ sync: true }));
-  const node = await TidemarkNode.start(config, { logger });
-  const http = createHttpApi({ cluster: node, logger, metrics: node.metrics.registry });
+  const logger = pino(
+    { name: 'tidemark', base: { node: config.nodeId }, redact: LOG_REDACT },
+    pino.destination({ sync: true }),
+  );
+  // Refuse a clear-text peer port in a multi-node cluster unless --insecure (docs/security.md).
+  requireSecurePeers(config);
+  const security = nodeSecurity(config);
+  const node = await TidemarkNode.start(config, { logger, security });
+  const http = createHttpApi({
+    cluster: node,
+    logger,
+    metrics: node.metrics.registry,
+    auth: security.authenticator,
+    https: security.https,
+  });
   let httpAddress: string;
   try {
     const hp = splitHostPort(config.listen.http)!;
@@ -34,6 +61,11 @@ export async function start(argv: string[]): Promise<number> {
       replication: config.replication,
       localShards: [...node.replicas.keys()],
       dataDir: config.dataDir,
+      tls:
+        security.tls === undefined
+          ? 'off'
+          : { names: security.tls.names, clientAuth: config.tls?.clientAuth },
+      auth: security.authenticator === undefined ? 'off' : 'on',
     },
     'tidemark node started',
   );

@@ -28,10 +28,13 @@ answering).
 
 Options:
   --json        the same as JSON
+  --kafka HOST:PORT[,HOST:PORT...]
+                HTTP addresses of the nodes: adds a Kafka table (per partition: consuming node, applied
+                offset, lag, records/s, records, dead letters) read from their /metrics
 
 ${COMMON_USAGE}`;
 
-const OPTIONS = { ...COMMON_OPTIONS, json: { type: 'boolean' } } as const;
+const OPTIONS = { ...COMMON_OPTIONS, json: { type: 'boolean' }, kafka: { type: 'string' } } as const;
 
 export interface NodeReport {
   id: string;
@@ -57,7 +60,75 @@ export interface StatusReport {
   shardCount: number;
   nodes: NodeReport[];
   shards: ShardReport[];
+  kafka?: KafkaPartitionReport[];
 }
+
+// --- Kafka section (docs/kafka.md, "Metrics and tidemark status") ---
+
+export interface KafkaPartitionReport {
+  partition: number;
+  /** HTTP address of the node consuming it now ('' if none of the scraped nodes is). */
+  consumer: string;
+  appliedOffset: number;
+  lag: number;
+  recordsPerSec: number;
+  /** Summed over the scraped nodes (each counts what it consumed since it started). */
+  records: number;
+  deadLetters: number;
+}
+
+/** Joins the nodes' `tidemark_kafka_*` metrics (Prometheus text, by HTTP address) into one row per partition. */
+export function kafkaReport(scrapes: ReadonlyMap<string, string>): KafkaPartitionReport[] {
+  const rows = new Map<number, KafkaPartitionReport>();
+  for (const [node, text] of scrapes) {
+    const per = new Map<number, Map<string, number>>();
+    for (const line of text.split('\n')) {
+      const m = /^tidemark_kafka_([a-z_]+)\{partition="(\d+)"\} (\S+)$/.exec(line);
+      if (m === null) continue;
+      const p = Number(m[2]);
+      const values = per.get(p) ?? new Map<string, number>();
+      values.set(m[1]!, Number(m[3]));
+      per.set(p, values);
+    }
+    for (const [p, v] of per) {
+      const row = rows.get(p) ?? {
+        partition: p,
+        consumer: '',
+        appliedOffset: 0,
+        lag: 0,
+        recordsPerSec: 0,
+        records: 0,
+        deadLetters: 0,
+      };
+      row.records += v.get('records_total') ?? 0;
+      row.deadLetters += v.get('dead_letter_total') ?? 0;
+      row.appliedOffset = Math.max(row.appliedOffset, v.get('applied_offset') ?? 0);
+      if (v.get('consuming') === 1) {
+        row.consumer = node;
+        row.lag = v.get('lag') ?? 0;
+        row.recordsPerSec = v.get('records_per_second') ?? 0;
+      }
+      rows.set(p, row);
+    }
+  }
+  return [...rows.values()].sort((a, b) => a.partition - b.partition);
+}
+
+async function scrapeKafka(addresses: string[], timeoutMs: number): Promise<KafkaPartitionReport[]> {
+  const scrapes = new Map<string, string>();
+  await Promise.all(
+    addresses.map(async (a) => {
+      try {
+        const res = await fetch(`http://${a}/metrics`, { signal: AbortSignal.timeout(timeoutMs) });
+        if (res.ok) scrapes.set(a, await res.text());
+      } catch {
+        // an unreachable node shows in the node table already
+      }
+    }),
+  );
+  return kafkaReport(scrapes);
+}
+// --- end Kafka section ---
 
 /** Joins the shard map with the nodes' statuses. */
 export function report(map: ClientShardMap, statuses: Map<string, NodeStatus | Error>): StatusReport {
@@ -152,6 +223,8 @@ export function status(argv: string[]): Promise<number> {
       const map = await client.shardMap();
       if (map === undefined) throw new Error(`${list.join(', ')} returned no shard map`);
       r = report(map, await nodeStatuses(client, map, timeoutMs));
+      if (values.kafka !== undefined)
+        r.kafka = await scrapeKafka(endpoints(values.kafka), Math.min(timeoutMs, 3000));
     } finally {
       await client.close();
     }
@@ -191,6 +264,23 @@ export function status(argv: string[]): Promise<number> {
         ]),
       ),
     );
+    if (r.kafka !== undefined) {
+      console.log();
+      console.log(
+        table(
+          ['PARTITION', 'CONSUMER', 'APPLIED', 'LAG', 'REC/S', 'RECORDS', 'DEAD LETTERS'],
+          r.kafka.map((k) => [
+            String(k.partition),
+            k.consumer || '-',
+            String(k.appliedOffset),
+            String(k.lag),
+            String(k.recordsPerSec),
+            String(k.records),
+            String(k.deadLetters),
+          ]),
+        ),
+      );
+    }
     return 0;
   });
 }

@@ -16,7 +16,14 @@ import {
 import type { SeriesSamples } from '../gen/tidemark/v1/types_pb.js';
 import { shardOf, validateMetric, validateTimestamp } from '../model/index.js';
 import { createClient, type ServiceClient } from '../transport/grpc-adapter.js';
-import { channelCredentials, type TlsOptions, tlsChannelOptions } from './credentials.js';
+import {
+  type BearerToken,
+  bearerInterceptor,
+  channelCredentials,
+  checkToken,
+  type TlsOptions,
+  tlsChannelOptions,
+} from './credentials.js';
 import { type Prepared, type PreparedSeries, prepare, type WriteInput } from './prepare.js';
 import { type BackoffOptions, backoffDelay, isRetryable, realSleep } from './retry.js';
 import { BatchWriter, type WriterOptions } from './writer.js';
@@ -35,6 +42,8 @@ export interface ConnectOptions {
   batch?: Partial<WriterOptions>;
   /** TLS; plaintext when absent. */
   tls?: TlsOptions;
+  /** Bearer token sent with every call (`authorization` metadata): a static token or a JWT, or a function. */
+  token?: BearerToken;
   /** Source of jitter in [0, 1) (default Math.random). */
   random?: () => number;
   /** How often the shard map is refreshed in the background, in ms (default 30,000; 0 = never). */
@@ -238,6 +247,7 @@ export class TidemarkClient {
     this.random = options.random ?? Math.random;
     this.sleep = options.sleep ?? realSleep;
     channelCredentials(options.tls); // validates the TLS options now
+    checkToken(options.token);
   }
 
   /**
@@ -265,6 +275,9 @@ export class TidemarkClient {
       c = createClient(TidemarkService, address, {
         credentials: channelCredentials(this.options.tls),
         grpcOptions: tlsChannelOptions(this.options.tls),
+        ...(this.options.token === undefined
+          ? {}
+          : { interceptors: [bearerInterceptor(this.options.token)] }),
         ...(this.options.maxMessageBytes === undefined
           ? {}
           : { maxMessageBytes: this.options.maxMessageBytes }),

@@ -31,3 +31,30 @@ export function tlsChannelOptions(tls: TlsOptions | undefined): grpc.ChannelOpti
   if (tls?.serverName === undefined) return {};
   return { 'grpc.ssl_target_name_override': tls.serverName, 'grpc.default_authority': tls.serverName };
 }
+
+/** A bearer token, or a function returning the current one (called per call: lets a caller rotate JWTs). */
+export type BearerToken = string | (() => string);
+
+/**
+ * A client interceptor that sends `authorization: Bearer <token>` with every call. Metadata rather than
+ * grpc-js call credentials, because those are refused on a plaintext channel and a token over a private
+ * plaintext network (or a TLS-terminating proxy) is a supported setup.
+ */
+export function bearerInterceptor(token: BearerToken): grpc.Interceptor {
+  const current = typeof token === 'string' ? () => token : token;
+  return (options, nextCall) =>
+    new grpc.InterceptingCall(nextCall(options), {
+      start(metadata, listener, next) {
+        metadata.set('authorization', `Bearer ${current()}`);
+        next(metadata, listener);
+      },
+    });
+}
+
+/** Checks a static token's shape: one header-safe word. */
+export function checkToken(token: BearerToken | undefined): void {
+  if (typeof token !== 'string') return;
+  if (!/^[\x21-\x7e]+$/.test(token)) {
+    throw invalidArgument('token_invalid', 'token', 'token: must be printable ASCII without spaces');
+  }
+}

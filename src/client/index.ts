@@ -15,7 +15,7 @@ export {
   TidemarkClient,
   type WriteResult,
 } from './client.js';
-export { channelCredentials, type TlsOptions } from './credentials.js';
+export { type BearerToken, channelCredentials, type TlsOptions } from './credentials.js';
 export type { Point, SeriesSamplesInput, WriteInput } from './prepare.js';
 export type { BackoffOptions } from './retry.js';
 export { BatchWriter, type WriterOptions, type WriterStats } from './writer.js';

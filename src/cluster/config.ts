@@ -80,6 +80,42 @@ export interface NodeConfig {
    * with R >= 2 (a peer can rebuild this node), 0 with R = 1.
    */
   readonly storeSyncIntervalMs: number;
+  // --- Kafka ingestion (src/cluster/kafka.ts, docs/kafka.md) ---
+  /** Kafka ingestion: shard i's leader consumes partition i of `topic`. Off while `brokers` is ''.
+   * Absent when `kafka.brokers` is not set (so NodeConfig literals need not spell it). */
+  readonly kafka?: {
+    /** Comma-separated host:port list; '' disables Kafka ingestion. */
+    readonly brokers: string;
+    readonly topic: string;
+    /** influx | opentsdb | protobuf | auto (validated by src/ingest/kafka/config.ts at start). */
+    readonly format: string;
+    /** Dead-letter topic for undecodable records; '' drops them (still counted and logged). */
+    readonly deadLetterTopic: string;
+    /** A proposal is flushed at this many samples. */
+    readonly batchMaxSamples: number;
+    /** ... or this long after its first record. */
+    readonly lingerMs: number;
+    /** Proposals per partition awaiting commit at once. */
+    readonly maxInFlight: number;
+  };
+  // --- end Kafka ---
+  // --- security (docs/security.md); optional so NodeConfig literals need not spell them ---
+  /** PEM files: CA, this node's certificate and key (all three or none). Used by the peer, gRPC and HTTP ports. */
+  readonly tls?: {
+    readonly ca: string;
+    readonly cert: string;
+    readonly key: string;
+    readonly clientAuth: boolean;
+  };
+  /** Explicitly allows a node with peers to run its peer port without TLS. */
+  readonly insecure?: boolean;
+  /** Bearer-token auth of the client APIs; all '' = open. */
+  readonly auth?: {
+    readonly tokenFile: string;
+    readonly jwtHs256SecretFile: string;
+    readonly jwtRs256PublicKeyFile: string;
+  };
+  // --- end security ---
 }
 
 /**
@@ -102,6 +138,18 @@ export const DEFAULT_CONFIG: NodeConfig = deepFreeze({
   limits: { maxProposalQueue: 1024, maxRequestBytes: 16 * 1024 * 1024 },
   store: { ...DEFAULT_STORE_OPTIONS },
   storeSyncIntervalMs: 1000,
+  kafka: {
+    brokers: '',
+    topic: 'tidemark',
+    format: 'protobuf',
+    deadLetterTopic: '',
+    batchMaxSamples: 50_000,
+    lingerMs: 50,
+    maxInFlight: 2,
+  },
+  tls: { ca: '', cert: '', key: '', clientAuth: false },
+  insecure: false,
+  auth: { tokenFile: '', jwtHs256SecretFile: '', jwtRs256PublicKeyFile: '' },
 });
 
 // ---------------------------------------------------------------------------------------------------------
@@ -116,7 +164,10 @@ type Kind =
   | 'peers'
   | 'peerClients'
   | 'path'
-  | 'statefulset';
+  | 'statefulset'
+  | 'text'
+  | 'optPath'
+  | 'bool';
 
 export interface SettingSpec {
   /** Config-file key (dotted = nested object) and the field named in errors. */
@@ -207,6 +258,58 @@ export const SETTINGS: readonly SettingSpec[] = Object.freeze([
     kind: 'int',
     range: [0, 3_600_000],
   },
+  // --- Kafka ingestion ---
+  { key: 'kafka.brokers', flag: 'kafka-brokers', env: 'TIDEMARK_KAFKA_BROKERS', kind: 'text' },
+  { key: 'kafka.topic', flag: 'kafka-topic', env: 'TIDEMARK_KAFKA_TOPIC', kind: 'text' },
+  { key: 'kafka.format', flag: 'kafka-format', env: 'TIDEMARK_KAFKA_FORMAT', kind: 'text' },
+  {
+    key: 'kafka.deadLetterTopic',
+    flag: 'kafka-dead-letter-topic',
+    env: 'TIDEMARK_KAFKA_DEAD_LETTER_TOPIC',
+    kind: 'text',
+  },
+  {
+    key: 'kafka.batchMaxSamples',
+    flag: 'kafka-batch-max-samples',
+    env: 'TIDEMARK_KAFKA_BATCH_MAX_SAMPLES',
+    kind: 'int',
+    range: [1, 1_000_000],
+  },
+  {
+    key: 'kafka.lingerMs',
+    flag: 'kafka-linger-ms',
+    env: 'TIDEMARK_KAFKA_LINGER_MS',
+    kind: 'int',
+    range: [0, 60_000],
+  },
+  {
+    key: 'kafka.maxInFlight',
+    flag: 'kafka-max-in-flight',
+    env: 'TIDEMARK_KAFKA_MAX_IN_FLIGHT',
+    kind: 'int',
+    range: [1, 64],
+  },
+  // --- end Kafka ---
+  // --- security (docs/security.md) ---
+  { key: 'tls.ca', flag: 'tls-ca', env: 'TIDEMARK_TLS_CA', kind: 'optPath' },
+  { key: 'tls.cert', flag: 'tls-cert', env: 'TIDEMARK_TLS_CERT', kind: 'optPath' },
+  { key: 'tls.key', flag: 'tls-key', env: 'TIDEMARK_TLS_KEY', kind: 'optPath' },
+  { key: 'tls.clientAuth', flag: 'tls-client-auth', env: 'TIDEMARK_TLS_CLIENT_AUTH', kind: 'bool' },
+  { key: 'insecure', flag: 'insecure', env: 'TIDEMARK_INSECURE', kind: 'bool' },
+  { key: 'auth.tokenFile', flag: 'auth-token-file', env: 'TIDEMARK_AUTH_TOKEN_FILE', kind: 'optPath' },
+  {
+    key: 'auth.jwtHs256SecretFile',
+    flag: 'auth-jwt-hs256-secret-file',
+    env: 'TIDEMARK_AUTH_JWT_HS256_SECRET_FILE',
+    kind: 'optPath',
+  },
+  {
+    key: 'auth.jwtRs256PublicKeyFile',
+    flag: 'auth-jwt-rs256-public-key-file',
+    env: 'TIDEMARK_AUTH_JWT_RS256_PUBLIC_KEY_FILE',
+    kind: 'optPath',
+  },
+  // --- end security ---
   ...Object.keys(DEFAULT_STORE_OPTIONS).map(
     (name): SettingSpec => ({
       key: `store.${name}`,
@@ -372,6 +475,23 @@ function parseValue(s: SettingSpec, g: Given): unknown {
         throw fail('setting_invalid', s.key, where, `must be a non-empty path, got ${show(value, kind)}`);
       }
       return value;
+    case 'text': // Kafka settings; their meaning is validated by src/ingest/kafka/config.ts at start
+      if (typeof value !== 'string' || value.includes('\0')) {
+        throw fail('setting_invalid', s.key, where, `must be a string, got ${show(value, kind)}`);
+      }
+      return value.trim();
+    // --- security: optional path ('' = unset) and boolean settings ---
+    case 'optPath':
+      if (typeof value !== 'string' || value.includes('\0')) {
+        throw fail('setting_invalid', s.key, where, `must be a path, got ${show(value, kind)}`);
+      }
+      return value.trim();
+    case 'bool':
+      if (typeof value === 'boolean') return value;
+      if (fromText && typeof value === 'string' && /^(true|false|1|0)$/i.test(value.trim())) {
+        return /^(true|1)$/i.test(value.trim());
+      }
+      throw fail('setting_invalid', s.key, where, `must be true or false, got ${show(value, kind)}`);
     case 'peers':
       return parsePeers(s, g);
     case 'peerClients':
@@ -637,7 +757,8 @@ function envLayer(env: Readonly<Record<string, string | undefined>>): Layer {
 
 const PARSE_OPTIONS = Object.fromEntries([
   [CONFIG_FLAG, { type: 'string' as const }],
-  ...SETTINGS.map((s) => [s.flag, { type: 'string' as const }]),
+  // A boolean setting is a bare flag (`--insecure`).
+  ...SETTINGS.map((s) => [s.flag, { type: s.kind === 'bool' ? ('boolean' as const) : ('string' as const) }]),
 ]);
 
 function flagLayer(argv: readonly string[]): { layer: Layer; config?: string } {
@@ -940,6 +1061,46 @@ function resolve(layers: Layer[], hostname: string | undefined): NodeConfig {
     // Deferred store sync needs a peer to rebuild from after an OS crash: the default applies with R >= 2.
     storeSyncIntervalMs:
       pick('storeSyncIntervalMs').kind === 'default' && replication < 2 ? 0 : num('storeSyncIntervalMs'),
+    // Kafka: present only when configured (kafka.brokers set); configs without it are unchanged.
+    ...(str('kafka.brokers') === ''
+      ? {}
+      : {
+          kafka: {
+            brokers: str('kafka.brokers'),
+            topic: str('kafka.topic'),
+            format: str('kafka.format'),
+            deadLetterTopic: str('kafka.deadLetterTopic'),
+            batchMaxSamples: num('kafka.batchMaxSamples'),
+            lingerMs: num('kafka.lingerMs'),
+            maxInFlight: num('kafka.maxInFlight'),
+          },
+        }),
+    // Security: present only when configured, like kafka; configs without it are unchanged.
+    ...(str('tls.ca') === '' &&
+    str('tls.cert') === '' &&
+    str('tls.key') === '' &&
+    !pick('tls.clientAuth').value
+      ? {}
+      : {
+          tls: {
+            ca: str('tls.ca'),
+            cert: str('tls.cert'),
+            key: str('tls.key'),
+            clientAuth: pick('tls.clientAuth').value as boolean,
+          },
+        }),
+    ...(pick('insecure').value === true ? { insecure: true } : {}),
+    ...(str('auth.tokenFile') === '' &&
+    str('auth.jwtHs256SecretFile') === '' &&
+    str('auth.jwtRs256PublicKeyFile') === ''
+      ? {}
+      : {
+          auth: {
+            tokenFile: str('auth.tokenFile'),
+            jwtHs256SecretFile: str('auth.jwtHs256SecretFile'),
+            jwtRs256PublicKeyFile: str('auth.jwtRs256PublicKeyFile'),
+          },
+        }),
   });
 }
 

@@ -59,6 +59,7 @@ import {
   suggest,
 } from '../query/index.js';
 import { LmdbLogEnv } from '../raft/storage-lmdb.js';
+import { type NodeSecurity, nodeSecurity } from '../security/node-security.js';
 import type { LmdbShardStore } from '../storage/lmdb-store.js';
 import type { SampleBatch, SelectRequest } from '../storage/store.js';
 import {
@@ -73,6 +74,7 @@ import {
 import { type ForwardRequestInfo, type ForwardResult, PeerTransport } from '../transport/peer.js';
 import type { NodeConfig } from './config.js';
 import { GrpcSnapshotPeers } from './grpc-snapshot-peers.js';
+import { NodeKafka } from './kafka.js';
 import { type BalanceCandidate, type BalancerOptions, LeaderBalancer } from './leader-balancer.js';
 import { NodeMetrics } from './node-metrics.js';
 import { type ReplicaDriverOptions, ShardReplica, type SnapshotRegistry } from './replica.js';
@@ -104,6 +106,8 @@ export interface TidemarkNodeDeps {
   writeTimeoutMs?: number;
   /** How long close() waits for leadership transfers (ms, default 2,000). */
   closeTransferMs?: number;
+  /** TLS credentials and client-API auth; default: nodeSecurity(config) (src/security). */
+  security?: NodeSecurity;
 }
 
 /** Indexes of samples whose timestamp the entry codec refuses; undefined when there are none. */
@@ -191,11 +195,15 @@ export class TidemarkNode implements ClusterService {
   private readonly queryClients = new Map<string, ServiceClient<typeof ShardQueryService>>();
   /** The node-wide Raft log environment (set by start, closed after the replicas). */
   private logEnv: LmdbLogEnv | undefined;
+  /** TLS credentials and the client-API authenticator (set by start). */
+  security: NodeSecurity | undefined;
   private closedPromise: Promise<void> | undefined;
   private readonly writeTimeoutMs: number;
   private readonly log: NodeLogger | undefined;
   /** The node's Prometheus metrics (its own registry; ./node-metrics.ts). */
   readonly metrics: NodeMetrics;
+  /** Kafka ingestion (./kafka.ts); undefined when not configured. */
+  kafka: NodeKafka | undefined;
 
   private constructor(
     readonly config: NodeConfig,
@@ -224,6 +232,8 @@ export class TidemarkNode implements ClusterService {
     let node: TidemarkNode | undefined;
     const peers = new Map(config.peers.filter((p) => p.id !== config.nodeId).map((p) => [p.id, p.address]));
     const peerMaxBytes = Math.max(config.limits.maxRequestBytes, 1024 * 1024) + 64 * 1024;
+    // security: TLS credentials + client-API auth from config.tls / config.auth (src/security).
+    const sec = deps.security ?? nodeSecurity(config);
     // The peer API server carries PeerService (Raft, snapshots messages, forwards) and StoreImageService.
     const peerServer = createServer({ maxMessageBytes: peerMaxBytes });
     const peer = await PeerTransport.start({
@@ -231,6 +241,7 @@ export class TidemarkNode implements ClusterService {
       peers,
       server: peerServer,
       maxMessageBytes: peerMaxBytes,
+      channelCredentials: sec.peerChannel,
       onForward: (req) => {
         if (node === undefined) throw unavailable('node_starting', `node ${config.nodeId} is starting`);
         return node.serveForward(req);
@@ -238,7 +249,11 @@ export class TidemarkNode implements ClusterService {
     });
     const grpcSnapshots =
       deps.snapshots === undefined
-        ? new GrpcSnapshotPeers({ id: config.nodeId, addressOf: (id) => peers.get(id) })
+        ? new GrpcSnapshotPeers({
+            id: config.nodeId,
+            addressOf: (id) => peers.get(id),
+            clientOptions: { credentials: sec.peerChannel },
+          })
         : undefined;
     const snapshots = deps.snapshots ?? grpcSnapshots!;
     grpcSnapshots?.serve(peerServer);
@@ -261,7 +276,7 @@ export class TidemarkNode implements ClusterService {
     const server = createServer({ maxMessageBytes: config.limits.maxRequestBytes });
     let peerPort: number;
     try {
-      peerPort = await bindServer(peerServer, config.listen.peer);
+      peerPort = await bindServer(peerServer, config.listen.peer, sec.peerServer);
     } catch (err) {
       await peer.close();
       peerServer.forceShutdown();
@@ -300,7 +315,7 @@ export class TidemarkNode implements ClusterService {
         });
         replicas.set(shard, r);
       }
-      const grpcPort = await bindServer(server, config.listen.grpc);
+      const grpcPort = await bindServer(server, config.listen.grpc, sec.clientServer);
       const endpoints = {
         grpc: withPort(config.listen.grpc, grpcPort),
         peer: withPort(config.listen.peer, peerPort),
@@ -317,6 +332,7 @@ export class TidemarkNode implements ClusterService {
         grpcSnapshots,
       );
       node.logEnv = logEnv;
+      node.security = sec;
       const self = node;
       addTidemarkService(server, node, {
         // Configured client addresses (--peer-clients / StatefulSet); this node's own bound one when not given.
@@ -325,6 +341,16 @@ export class TidemarkNode implements ClusterService {
           [self.id]: config.peerClients[self.id] ?? dialable(self.endpoints.grpc, config.advertisePeer),
         }),
         defaultWriteTimeoutMs: node.writeTimeoutMs,
+        authorize: sec.authorize,
+      });
+      // Kafka: checks the topic (exactly S partitions) before serving; observe() starts the ingesters.
+      node.kafka = await NodeKafka.open({
+        config,
+        replicas,
+        write: (b, o) => self.write(b, o),
+        logger: deps.logger,
+        registry: node.metrics.registry,
+        writeTimeoutMs: node.writeTimeoutMs,
       });
       node.observe();
       node.observeTimer = setInterval(() => self.tick(), deps.observeIntervalMs ?? 100);
@@ -367,6 +393,7 @@ export class TidemarkNode implements ClusterService {
         this.leaderSince.set(shard, { leader: s.leader, since: now });
     }
     this.map = this.map.withObservations(obs);
+    if (!this.closing) this.kafka?.sync();
   }
 
   private balance(): void {
@@ -725,7 +752,10 @@ export class TidemarkNode implements ClusterService {
   private queryClientOf(id: string, address: string): ServiceClient<typeof ShardQueryService> {
     let c = this.queryClients.get(id);
     if (c === undefined) {
-      c = createClient(ShardQueryService, address, { maxMessageBytes: this.config.limits.maxRequestBytes });
+      c = createClient(ShardQueryService, address, {
+        maxMessageBytes: this.config.limits.maxRequestBytes,
+        credentials: this.security?.peerChannel,
+      });
       this.queryClients.set(id, c);
     }
     return c;
@@ -827,7 +857,7 @@ export class TidemarkNode implements ClusterService {
   private readClientOf(id: string, address: string): ServiceClient<typeof ShardReadService> {
     let c = this.readClients.get(id);
     if (c === undefined) {
-      c = createClient(ShardReadService, address);
+      c = createClient(ShardReadService, address, { credentials: this.security?.peerChannel });
       this.readClients.set(id, c);
     }
     return c;
@@ -937,6 +967,10 @@ export class TidemarkNode implements ClusterService {
   private async doClose(): Promise<void> {
     this.closing = true;
     if (this.observeTimer) clearInterval(this.observeTimer);
+    // Kafka first: its in-flight proposals settle while the replicas still run.
+    await this.kafka
+      ?.close()
+      .catch((err) => this.log?.warn({ err: String(err) }, 'closing Kafka ingestion failed'));
     const api = shutdownServer(this.grpcServer, 500);
     await this.transferAway(this.deps.closeTransferMs ?? 2000);
     await api;

@@ -13,6 +13,8 @@ export type ErrorCode =
   | 'FAILED_PRECONDITION'
   | 'DATA_CORRUPTION'
   | 'CLOSED'
+  | 'UNAUTHENTICATED'
+  | 'PERMISSION_DENIED'
   | 'INTERNAL';
 
 export interface ErrorDetails {
@@ -87,6 +89,16 @@ export function notLeader(
  */
 export function outcomeUnknown(message: string, details: ErrorDetails = {}): TidemarkError {
   return new TidemarkError('UNAVAILABLE', 'outcome_unknown', message, details);
+}
+
+/** No valid credentials (missing, malformed, expired or badly signed token). The reason says which. */
+export function unauthenticated(reason: string, message: string): TidemarkError {
+  return new TidemarkError('UNAUTHENTICATED', reason, message);
+}
+
+/** Valid credentials without the role the operation needs. */
+export function permissionDenied(required: string, message: string): TidemarkError {
+  return new TidemarkError('PERMISSION_DENIED', 'permission_denied', message, { requiredRole: required });
 }
 
 export function closed(what: string): TidemarkError {

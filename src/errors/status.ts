@@ -14,6 +14,8 @@ export const GrpcStatus = {
   INTERNAL: 13,
   UNAVAILABLE: 14,
   DATA_LOSS: 15,
+  UNAUTHENTICATED: 16,
+  PERMISSION_DENIED: 7,
 } as const;
 
 /** The one place an error code becomes a transport status. */
@@ -28,6 +30,8 @@ const table: Record<ErrorCode, { grpc: number; http: number }> = {
   FAILED_PRECONDITION: { grpc: GrpcStatus.FAILED_PRECONDITION, http: 409 },
   DATA_CORRUPTION: { grpc: GrpcStatus.DATA_LOSS, http: 500 },
   CLOSED: { grpc: GrpcStatus.UNAVAILABLE, http: 503 },
+  UNAUTHENTICATED: { grpc: GrpcStatus.UNAUTHENTICATED, http: 401 },
+  PERMISSION_DENIED: { grpc: GrpcStatus.PERMISSION_DENIED, http: 403 },
   INTERNAL: { grpc: GrpcStatus.INTERNAL, http: 500 },
 };
 

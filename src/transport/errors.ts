@@ -21,6 +21,8 @@ const CODES: ReadonlySet<string> = new Set<ErrorCode>([
   'FAILED_PRECONDITION',
   'DATA_CORRUPTION',
   'CLOSED',
+  'UNAUTHENTICATED',
+  'PERMISSION_DENIED',
   'INTERNAL',
 ]);
 
@@ -92,6 +94,10 @@ function fromStatus(code: number, message: string): TidemarkError {
       return new TidemarkError('FAILED_PRECONDITION', 'failed_precondition', message, details);
     case status.UNIMPLEMENTED:
       return new TidemarkError('FAILED_PRECONDITION', 'unimplemented', message, details);
+    case status.UNAUTHENTICATED:
+      return new TidemarkError('UNAUTHENTICATED', 'unauthenticated', message, details);
+    case status.PERMISSION_DENIED:
+      return new TidemarkError('PERMISSION_DENIED', 'permission_denied', message, details);
     case status.DATA_LOSS:
       return new TidemarkError('DATA_CORRUPTION', 'data_loss', message, details);
     default:

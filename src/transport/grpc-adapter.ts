@@ -181,17 +181,34 @@ async function writeAll(
   }
 }
 
+export interface AddServiceOptions {
+  /**
+   * Runs before every handler (before a request stream is read); throwing (e.g. UNAUTHENTICATED,
+   * PERMISSION_DENIED) ends the call with that error and the handler never runs.
+   */
+  authorize?: (method: DescMethod, ctx: CallContext) => unknown;
+}
+
 /** Registers typed handlers for a protobuf-es service on a grpc-js server. */
 export function addService<S extends DescService>(
   server: grpc.Server,
   service: S,
   impl: ServiceImplementation<S>,
+  options: AddServiceOptions = {},
 ): void {
   const handlers: grpc.UntypedServiceImplementation = {};
   const table = impl as unknown as Record<string, (...args: unknown[]) => unknown>;
+  const authorize = options.authorize;
   for (const m of service.methods) {
-    const h = table[m.localName];
-    if (typeof h !== 'function') throw new TypeError(`no handler for ${service.typeName}.${m.name}`);
+    const raw = table[m.localName];
+    if (typeof raw !== 'function') throw new TypeError(`no handler for ${service.typeName}.${m.name}`);
+    const h =
+      authorize === undefined
+        ? raw
+        : (arg: unknown, ctx: CallContext) => {
+            authorize(m, ctx);
+            return raw(arg, ctx);
+          };
     switch (m.methodKind) {
       case 'unary':
         handlers[m.localName] = (
@@ -359,6 +376,8 @@ export interface ClientOptions {
   reconnectMaxMs?: number;
   /** Extra grpc-js channel options. */
   grpcOptions?: grpc.ChannelOptions;
+  /** grpc-js client interceptors (e.g. one adding `authorization` metadata to every call). */
+  interceptors?: grpc.Interceptor[];
 }
 
 function callOptions(o: CallOptions | undefined): grpc.CallOptions {
@@ -418,6 +437,7 @@ export function createClient<S extends DescService>(
     'grpc.keepalive_time_ms': 10_000,
     'grpc.keepalive_timeout_ms': 5_000,
     ...options.grpcOptions,
+    ...(options.interceptors === undefined ? {} : { interceptors: options.interceptors }),
   });
   const out: Record<string, unknown> = {
     grpcClient: client,

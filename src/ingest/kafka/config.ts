@@ -5,8 +5,11 @@
 import { invalidArgument } from '../../errors/index.js';
 import type { Precision } from '../line-protocol.js';
 
-/** Record formats a topic may carry (one per topic). */
-export const KAFKA_FORMATS = ['influx', 'opentsdb', 'protobuf'] as const;
+/**
+ * Record formats a topic may carry. `auto` detects each record's format (see detectFormat in
+ * formats.ts): for topics several kinds of producers share.
+ */
+export const KAFKA_FORMATS = ['influx', 'opentsdb', 'protobuf', 'auto'] as const;
 export type KafkaFormat = (typeof KAFKA_FORMATS)[number];
 
 export interface KafkaBatchLimits {

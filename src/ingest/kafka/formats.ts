@@ -67,8 +67,9 @@ export function decodeRecordInto(
   if (value === null || value === undefined || value.length === 0) {
     return fail('record_empty', 'the record has no value');
   }
+  const f = format === 'auto' ? detectFormat(value) : format;
   try {
-    switch (format) {
+    switch (f) {
       case 'influx':
         return decodeInflux(value, builder, options);
       case 'opentsdb':
@@ -79,9 +80,24 @@ export function decodeRecordInto(
   } catch (err) {
     if (isTidemarkError(err)) return fail(err.reason, err.message);
     // fromBinary throws plain Errors for malformed wire data.
-    if (format === 'protobuf' && err instanceof Error) return fail('protobuf_invalid', err.message);
+    if (f === 'protobuf' && err instanceof Error) return fail('protobuf_invalid', err.message);
     throw err;
   }
+}
+
+/**
+ * The `auto` format's choice for one record: JSON starts with `{` or `[` (after whitespace) → OpenTSDB;
+ * a protobuf WriteRequest starts with 0x0a (field 1 `batch`, length-delimited) → protobuf; anything else
+ * is line protocol. So in `auto` topics a line-protocol record must not start with a blank line.
+ */
+export function detectFormat(value: Uint8Array): 'influx' | 'opentsdb' | 'protobuf' {
+  if (value[0] === 0x0a) return 'protobuf';
+  for (let i = 0; i < value.length; i++) {
+    const c = value[i]!;
+    if (c === 0x20 || c === 0x09 || c === 0x0d || c === 0x0a) continue;
+    return c === 0x7b || c === 0x5b ? 'opentsdb' : 'influx';
+  }
+  return 'influx';
 }
 
 function decodeInflux(value: Uint8Array, builder: BatchBuilder, o: DecodeOptions): DecodeIntoResult {

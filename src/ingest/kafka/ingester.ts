@@ -18,7 +18,7 @@ import {
   type PartitionFetcher,
 } from './client.js';
 import type { KafkaIngestConfig } from './config.js';
-import { appendBatch, type DecodeIntoResult, decodeRecordInto, truncateBatch } from './formats.js';
+import { type DecodeIntoResult, decodeRecordInto, truncateBatch } from './formats.js';
 import type { KafkaPosition, KafkaShardTarget, PartitionStats } from './types.js';
 
 export interface PartitionIngesterOptions {

@@ -29,6 +29,8 @@ interface Running {
 export class KafkaIngester {
   private readonly running = new Map<number, Running>();
   private readonly last = new Map<number, PartitionIngester>();
+  /** Counters of the partitions' earlier ingesters (one per leadership term here), so totals only grow. */
+  private readonly retired = new Map<number, PartitionStats>();
   private closed = false;
 
   private constructor(
@@ -70,6 +72,8 @@ export class KafkaIngester {
       ...(this.options.now === undefined ? {} : { now: this.options.now }),
       ...(this.options.retryDelayMs === undefined ? {} : { retryDelayMs: this.options.retryDelayMs }),
     });
+    const prev = this.last.get(shard);
+    if (prev !== undefined) this.retired.set(shard, addCounters(this.retired.get(shard), prev.stats()));
     const abort = new AbortController();
     const done = ingester.run(abort.signal);
     this.running.set(shard, { ingester, abort, done });
@@ -90,9 +94,18 @@ export class KafkaIngester {
     return [...this.running.keys()].sort((a, b) => a - b);
   }
 
-  /** Per-partition counters of every partition this node has consumed since it started. */
+  /**
+   * Per-partition figures of every partition this node has consumed since it started: the current (or
+   * last) ingester's state, with counters summed over all of this node's ingesters of the partition.
+   */
   stats(): PartitionStats[] {
-    return [...this.last.values()].map((i) => i.stats()).sort((a, b) => a.partition - b.partition);
+    return [...this.last.values()]
+      .map((i) => {
+        const s = i.stats();
+        const base = this.retired.get(s.partition);
+        return base === undefined ? s : { ...s, ...counters(addCounters(base, s)) };
+      })
+      .sort((a, b) => a.partition - b.partition);
   }
 
   async close(): Promise<void> {
@@ -101,4 +114,27 @@ export class KafkaIngester {
     await Promise.all([...this.running.keys()].map((s) => this.unlead(s)));
     if (this.options.io === undefined) await this.io.close();
   }
+}
+
+const COUNTERS = [
+  'records',
+  'samples',
+  'badRecords',
+  'batches',
+  'fetchErrors',
+  'proposeErrors',
+  'deadLetterErrors',
+] as const;
+
+function counters(s: PartitionStats): Pick<PartitionStats, (typeof COUNTERS)[number]> {
+  const out = {} as Record<(typeof COUNTERS)[number], number>;
+  for (const k of COUNTERS) out[k] = s[k];
+  return out;
+}
+
+function addCounters(a: PartitionStats | undefined, b: PartitionStats): PartitionStats {
+  if (a === undefined) return { ...b };
+  const out = { ...b };
+  for (const k of COUNTERS) out[k] = a[k] + b[k];
+  return out;
 }

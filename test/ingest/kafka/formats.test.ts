@@ -8,6 +8,7 @@ import {
   decodeNextOffset,
   decodeRecord,
   decodeRecordInto,
+  detectFormat,
   encodeNextOffset,
   kafkaApplyDecision,
   parseKafkaConfig,
@@ -121,6 +122,37 @@ describe('decodeRecord', () => {
       ok: false,
       reason: 'protobuf_invalid',
     });
+  });
+
+  test('auto: detects protobuf, OpenTSDB JSON and line protocol per record', () => {
+    const pb = toBinary(
+      WriteRequestSchema,
+      create(WriteRequestSchema, {
+        batch: {
+          series: [
+            { series: { metric: 'm', tags: { a: 'b' } }, timestamps: [1_700_000_000_000n], values: [1.5] },
+          ],
+        },
+      }),
+    );
+    const json = ' [{"metric":"m","timestamp":1700000000000,"value":2.5,"tags":{"a":"b"}}]';
+    const line = 'm,a=b value=3.5 1700000000000000000';
+    expect([detectFormat(pb), detectFormat(Buffer.from(json)), detectFormat(Buffer.from(line))]).toEqual([
+      'protobuf',
+      'opentsdb',
+      'influx',
+    ]);
+    expect(samples(ok(decodeRecord('auto', pb, OPTS)))).toEqual(
+      samples(ok(decodeRecord('protobuf', pb, OPTS))),
+    );
+    expect(samples(ok(decodeRecord('auto', Buffer.from(json), OPTS)))).toEqual(
+      samples(ok(decodeRecord('opentsdb', Buffer.from(json), OPTS))),
+    );
+    expect(samples(ok(decodeRecord('auto', Buffer.from(line), OPTS)))).toEqual(
+      samples(ok(decodeRecord('influx', Buffer.from(line), OPTS))),
+    );
+    // A bad record stays bad under auto (here: broken JSON).
+    expect(decodeRecord('auto', Buffer.from('{"metric": '), OPTS).ok).toBe(false);
   });
 
   test('an empty or missing value is a bad record', () => {

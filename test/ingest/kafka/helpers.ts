@@ -158,8 +158,13 @@ export interface RawRecord {
   timestamp?: number;
 }
 
-/** Produces records to explicit partitions (acks=all), in chunks. */
-export async function produce(brokers: string[], topic: string, records: RawRecord[]): Promise<void> {
+/** Produces records to explicit partitions (acks=all), in chunks of `chunk` records per send. */
+export async function produce(
+  brokers: string[],
+  topic: string,
+  records: RawRecord[],
+  chunk = 500,
+): Promise<void> {
   const p = new Producer({
     clientId: 'tidemark-test',
     bootstrapBrokers: brokers,
@@ -168,9 +173,9 @@ export async function produce(brokers: string[], topic: string, records: RawReco
     autocreateTopics: false,
   });
   try {
-    for (let i = 0; i < records.length; i += 500) {
+    for (let i = 0; i < records.length; i += chunk) {
       await p.send({
-        messages: records.slice(i, i + 500).map((r) => ({
+        messages: records.slice(i, i + chunk).map((r) => ({
           topic,
           partition: r.partition,
           value: typeof r.value === 'string' ? Buffer.from(r.value) : r.value,
