@@ -39,11 +39,8 @@ export const AGGREGATOR_ALIASES: Readonly<Record<string, Aggregator>> = {
 export const FILL_POLICIES = ['none', 'nan', 'null', 'zero'] as const;
 export type FillPolicy = (typeof FILL_POLICIES)[number];
 
-export const FILTER_TYPES = [
-  '=',
-  '!=',
-  '=~',
-  '!~',
+/** OpenTSDB's named filter functions (`tagk=literal_or(a|b)`), beside the four matcher operators. */
+export const FILTER_FUNCTIONS = [
   'literal_or',
   'iliteral_or',
   'not_literal_or',
@@ -51,6 +48,8 @@ export const FILTER_TYPES = [
   'iwildcard',
   'regexp',
 ] as const;
+
+export const FILTER_TYPES = ['=', '!=', '=~', '!~', ...FILTER_FUNCTIONS] as const;
 export type FilterType = (typeof FILTER_TYPES)[number];
 
 export interface TagFilter {

@@ -15,6 +15,7 @@ import {
   checkAggregator,
   type DownsampleSpec,
   FILL_POLICIES,
+  FILTER_FUNCTIONS,
   type FillPolicy,
   FUNCTIONS,
   type QuerySpec,
@@ -162,14 +163,7 @@ function splitTop(s: string): string[] {
   return out;
 }
 
-const FILTER_FNS = [
-  'literal_or',
-  'iliteral_or',
-  'not_literal_or',
-  'wildcard',
-  'iwildcard',
-  'regexp',
-] as const;
+const FILTER_FNS = FILTER_FUNCTIONS;
 
 /** `host=web01|web02`, `host=*`, `dc=wildcard(eu*)` -> a filter. */
 function parseTagFilter(s: string, groupBy: boolean, field: string): TagFilter {

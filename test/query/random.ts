@@ -4,6 +4,7 @@ import type { Series } from '../../src/model/index.js';
 import {
   AGGREGATORS,
   type Aggregator,
+  FILTER_TYPES,
   type FillPolicy,
   FUNCTIONS,
   type QuerySpec,
@@ -55,18 +56,7 @@ export function randomData(r: Rng): RefSeries[] {
 
 export function randomFilter(r: Rng): TagFilter {
   const tagk = r.pick(['host', 'dc', 'role']);
-  const type = r.pick([
-    '=',
-    '!=',
-    '=~',
-    '!~',
-    'literal_or',
-    'iliteral_or',
-    'not_literal_or',
-    'wildcard',
-    'iwildcard',
-    'regexp',
-  ] as const);
+  const type = r.pick(FILTER_TYPES);
   const values: Record<string, string[]> = {
     '=': ['web01', 'eu', 'a', ''],
     '!=': ['web01', 'us', 'b', ''],
