@@ -1,5 +1,6 @@
 /**
- * `npm run chaos -- --mode smoke|long --seed S --duration D [--nodes 3|5] [--no-reads] [--only a,b]`
+ * `npm run chaos -- --mode smoke|long --seed S --duration D [--nodes 3|5] [--no-reads] [--only a,b]
+ *   [--kafka | --no-kafka]`
  * Runs the chaos suite (docs/chaos.md); exits 1 on any violation, printing the seed and the replay command.
  */
 import { join } from 'node:path';
@@ -21,6 +22,8 @@ const { values } = parseArgs({
     nodes: { type: 'string', default: '3' },
     shards: { type: 'string', default: '4' },
     'no-reads': { type: 'boolean', default: false },
+    kafka: { type: 'boolean' },
+    'no-kafka': { type: 'boolean', default: false },
     only: { type: 'string' },
     out: { type: 'string' },
   },
@@ -43,6 +46,9 @@ const report = await runChaos({
   shards: Number(values.shards),
   reads: !values['no-reads'],
   dir,
+  // Kafka-ingest workload: --kafka forces it, --no-kafka turns it off; long mode runs it when the broker's
+  // jars can be fetched.
+  kafka: values['no-kafka'] ? 'off' : values.kafka ? 'on' : mode === 'long' ? 'auto' : 'off',
   // A long history has many more series for Porcupine.
   checkTimeoutMs: mode === 'long' ? 300_000 : 60_000,
   ...(values.only ? { only: values.only.split(',') } : {}),
