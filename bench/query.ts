@@ -11,8 +11,14 @@
  *  - cpu-max-all-8: all 10 metrics, 8 hosts, 12 h, max per hour;
  *  - double-groupby-all: all 10 metrics, avg per host per hour, 12 h;
  *  - lastpoint: the newest sample of every series (/api/query/last logic, 1 h back-scan).
- * Options: --hosts N, --hours H, --runs R (per query), --quick, --in-process, --stale (no ReadIndex). Last line:
- * {"bench":"query","p50Ms":{...},"p99Ms":{...},...}.
+ * Options: --hosts N, --hours H, --runs R (per query), --quick, --in-process, --batch S (samples per load
+ * write, default 20,000), --inflight N (load lanes: writes in flight, each lane over its own series in time
+ * order, default 8), --modes (comma-separated read modes
+ * measured one after the other on the same data: `index` = linearizable with ReadIndex (the default),
+ * `stale` (no read barrier), `lease` = linearizable with leader leases: the nodes are restarted with
+ * --raft-read-mode=lease; default `index,stale,lease`), --stale (= --modes stale). Last line:
+ * {"bench":"query","p50Ms":{...},"p99Ms":{...},"byMode":{mode:{p50Ms,p99Ms}},...}: p50Ms/p99Ms are the
+ * first mode's.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -36,9 +42,16 @@ const { values: args } = parseArgs({
     quick: { type: 'boolean', default: false },
     'in-process': { type: 'boolean', default: false },
     stale: { type: 'boolean', default: false },
+    batch: { type: 'string', default: '20000' },
+    inflight: { type: 'string', default: '8' },
+    modes: { type: 'string', default: 'index,stale,lease' },
   },
 });
-const consistency = args.stale ? '?consistency=stale' : '';
+type Mode = 'index' | 'stale' | 'lease';
+const modes = (args.stale ? 'stale' : args.modes!).split(',').map((m) => m.trim()) as Mode[];
+for (const m of modes) {
+  if (!['index', 'stale', 'lease'].includes(m)) throw new Error(`--modes: unknown mode ${m}`);
+}
 const inProcess = args['in-process'] === true;
 const hosts = args.quick ? 10 : Number(args.hosts);
 const hours = args.quick ? 13 : Number(args.hours);
@@ -113,6 +126,18 @@ const pct = (xs: number[], p: number) => {
   return Math.round(s[Math.min(s.length - 1, Math.floor(p * s.length))]! * 100) / 100;
 };
 
+/** Waits until every node answers /readyz with 200. */
+async function ready(cluster: ProcessCluster): Promise<void> {
+  for (const p of cluster.ports) {
+    for (;;) {
+      const r = await fetch(`http://127.0.0.1:${p.http}/readyz`).catch(() => undefined);
+      await r?.arrayBuffer();
+      if (r?.status === 200) break;
+      await new Promise((res) => setTimeout(res, 200));
+    }
+  }
+}
+
 async function main(): Promise<void> {
   const ds = tsbs(hosts, (hours * HOUR) / 10_000);
   const dir = mkdtempSync(join(tmpdir(), 'tidemark-bench-query-'));
@@ -127,45 +152,58 @@ async function main(): Promise<void> {
       await cluster.init();
       for (const id of cluster.ids) cluster.start(id);
       const endpoints = cluster.ports.map((p) => `127.0.0.1:${p.grpc}`);
-      sdk = await TidemarkClient.connect({ endpoints, deadlineMs: 30_000 });
+      // A long deadline: a loaded machine answers big writes slowly, and an attempt gets half of what is left.
+      sdk = await TidemarkClient.connect({ endpoints, deadlineMs: 120_000 });
       http = `http://127.0.0.1:${cluster.ports[0]!.http}`;
-      for (const p of cluster.ports) {
-        for (;;) {
-          const r = await fetch(`http://127.0.0.1:${p.http}/readyz`).catch(() => undefined);
-          await r?.arrayBuffer();
-          if (r?.status === 200) break;
-          await new Promise((res) => setTimeout(res, 200));
-        }
-      }
-      const pending: Promise<unknown>[] = [];
-      for (const b of batches(ds.series, 10_000)) {
-        const input = b.series.map((series) => ({
-          series,
-          timestamps: [] as number[],
-          values: [] as number[],
-        }));
-        for (let i = 0; i < b.length; i++) {
-          const x = input[b.seriesRef[i]!]!;
-          x.timestamps.push(b.timestamps[i]!);
-          x.values.push(b.values[i]!);
-        }
-        // A loader retries: under a loaded machine a write may time out (writes are idempotent).
-        const client = sdk;
-        pending.push(
-          (async () => {
-            for (let attempt = 1; ; attempt++) {
-              try {
-                return await client.write(input);
-              } catch (err) {
-                if (attempt >= 5) throw err;
-                console.error(`load: write failed (${String(err)}), retrying`);
+      await ready(cluster);
+      const batchSamples = Number(args.batch);
+      const inflight = Number(args.inflight);
+      let written = 0;
+      let rejected = 0;
+      let rejectReason = '';
+      let nextReport = 0.1;
+      const client = sdk;
+      // `inflight` lanes, each over its own series, writing them in time order one batch after the other: a
+      // series never receives an older batch after a newer one (the store's out-of-order window is 1 h).
+      const lane = async (k: number): Promise<void> => {
+        const mine = ds.series.filter((_, i) => i % inflight === k);
+        for (const b of batches(mine, batchSamples)) {
+          const input = b.series.map((series) => ({
+            series,
+            timestamps: [] as number[],
+            values: [] as number[],
+          }));
+          for (let i = 0; i < b.length; i++) {
+            const x = input[b.seriesRef[i]!]!;
+            x.timestamps.push(b.timestamps[i]!);
+            x.values.push(b.values[i]!);
+          }
+          // A loader retries: under a loaded machine a write may time out (writes are idempotent).
+          for (let attempt = 1; ; attempt++) {
+            try {
+              const r = await client.write(input);
+              if (r.rejected.length > 0) {
+                rejected += r.rejected.length;
+                rejectReason = r.rejected[0]!.reason;
               }
+              break;
+            } catch (err) {
+              if (attempt >= 5) throw err;
+              console.error(`load: write failed (${String(err)}), retrying`);
             }
-          })(),
-        );
-        if (pending.length >= 16) await pending.shift();
-      }
-      await Promise.all(pending);
+          }
+          written += b.length;
+          if (written >= nextReport * ds.samples) {
+            nextReport += 0.1;
+            const secs = (performance.now() - t0) / 1000;
+            console.log(
+              `load: ${((100 * written) / ds.samples).toFixed(0)}% in ${secs.toFixed(0)} s (${Math.round(written / secs)} samples/s)`,
+            );
+          }
+        }
+      };
+      await Promise.all(Array.from({ length: inflight }, (_, k) => lane(k)));
+      if (rejected > 0) console.error(`load: ${rejected} samples rejected (e.g. ${rejectReason})`);
     }
     for (let s = 0; inProcess && s < SHARDS; s++) {
       const store = await LmdbShardStore.open(join(dir, `shard-${s}`));
@@ -185,7 +223,8 @@ async function main(): Promise<void> {
     );
     const shards = stores.map(localShard);
     const end = START_MS + hours * HOUR - 1;
-    const rng = new Rng(7);
+    // Re-seeded per mode: every mode answers the same queries.
+    let rng = new Rng(7);
     const hostList = (n: number) => {
       const set = new Set<string>();
       while (set.size < Math.min(n, hosts)) set.add(`host_${rng.int(0, hosts)}`);
@@ -249,55 +288,74 @@ async function main(): Promise<void> {
       }),
       lastpoint: () => 'last',
     };
-    const p50: Record<string, number> = {};
-    const p99: Record<string, number> = {};
-    const points: Record<string, number> = {};
-    for (const [name, make] of Object.entries(shapes)) {
-      const n =
-        name === 'double-groupby-all' || name === 'lastpoint' ? Math.max(3, Math.floor(runs / 5)) : runs;
-      const times: number[] = [];
-      for (let i = 0; i < n; i++) {
-        const spec = make();
-        const t = performance.now();
-        if (spec === 'last' && !inProcess) {
-          const out = (await post(`${http}/api/query/last${consistency}`, {
-            queries: TSBS_FIELDS.map((f) => ({ metric: metric(f), tags: {} })),
-            backScan: 0,
-          })) as unknown[];
-          points[name] = out.length;
-        } else if (spec === 'last') {
-          const out = queryLast(
-            stores,
-            { queries: TSBS_FIELDS.map((f) => ({ metric: metric(f), tags: {} })), backScan: 1 },
-            end,
-          );
-          points[name] = out.length;
-        } else if (!inProcess) {
-          const out = (await post(`${http}/api/query${consistency}`, toOpenTsdb(spec))) as { dps: object }[];
-          points[name] = out.reduce((a, r) => a + Object.keys(r.dps).length, 0);
-        } else {
-          const out = await runQuery(spec, shards);
-          points[name] = out.results.reduce((a, r) => a + r.ts.length, 0);
-        }
-        times.push(performance.now() - t);
+    const byMode: Record<string, { p50Ms: Record<string, number>; p99Ms: Record<string, number> }> = {};
+    for (const mode of inProcess ? (['index'] as Mode[]) : modes) {
+      if (mode === 'lease' && cluster !== undefined) {
+        // Same data, restarted with leader-lease reads.
+        await Promise.all(cluster.ids.map((id) => cluster!.stop(id)));
+        cluster.extraFlags.push('--raft-read-mode=lease');
+        for (const id of cluster.ids) cluster.start(id);
+        await ready(cluster);
       }
-      p50[name] = pct(times, 0.5);
-      p99[name] = pct(times, 0.99);
-      console.log(
-        `${name}: p50 ${p50[name]} ms, p99 ${p99[name]} ms over ${n} runs (${points[name]} points)`,
-      );
+      const consistency = mode === 'stale' ? '?consistency=stale' : '';
+      rng = new Rng(7);
+      const p50: Record<string, number> = {};
+      const p99: Record<string, number> = {};
+      const points: Record<string, number> = {};
+      for (const [name, make] of Object.entries(shapes)) {
+        const n =
+          name === 'double-groupby-all' || name === 'lastpoint' ? Math.max(3, Math.floor(runs / 5)) : runs;
+        const times: number[] = [];
+        // One untimed run first (JIT warm-up, connection set-up).
+        for (let i = -1; i < n; i++) {
+          const spec = make();
+          const t = performance.now();
+          if (spec === 'last' && !inProcess) {
+            const out = (await post(`${http}/api/query/last${consistency}`, {
+              queries: TSBS_FIELDS.map((f) => ({ metric: metric(f), tags: {} })),
+              backScan: 0,
+            })) as unknown[];
+            points[name] = out.length;
+          } else if (spec === 'last') {
+            const out = queryLast(
+              stores,
+              { queries: TSBS_FIELDS.map((f) => ({ metric: metric(f), tags: {} })), backScan: 1 },
+              end,
+            );
+            points[name] = out.length;
+          } else if (!inProcess) {
+            const out = (await post(`${http}/api/query${consistency}`, toOpenTsdb(spec))) as {
+              dps: object;
+            }[];
+            points[name] = out.reduce((a, r) => a + Object.keys(r.dps).length, 0);
+          } else {
+            const out = await runQuery(spec, shards);
+            points[name] = out.results.reduce((a, r) => a + r.ts.length, 0);
+          }
+          if (i >= 0) times.push(performance.now() - t);
+        }
+        p50[name] = pct(times, 0.5);
+        p99[name] = pct(times, 0.99);
+        console.log(
+          `${mode} ${name}: p50 ${p50[name]} ms, p99 ${p99[name]} ms over ${n} runs (${points[name]} points)`,
+        );
+      }
+      byMode[mode] = { p50Ms: p50, p99Ms: p99 };
     }
+    const first = Object.values(byMode)[0]!;
     console.log(
       JSON.stringify({
         bench: 'query',
         hosts,
         hours,
         samples: ds.samples,
+        loadSec: Math.round(loadSec * 10) / 10,
         shards: inProcess ? SHARDS : 16,
         transport: inProcess ? 'in-process' : 'http, 3 nodes R=3',
-        consistency: args.stale ? 'stale' : 'linearizable',
-        p50Ms: p50,
-        p99Ms: p99,
+        consistency: inProcess ? 'in-process' : Object.keys(byMode)[0],
+        p50Ms: first.p50Ms,
+        p99Ms: first.p99Ms,
+        byMode,
       }),
     );
   } finally {

@@ -51,7 +51,7 @@ import { bootstrapState, decodeConfChange, encodeConfChange } from './conf-chang
 import { type Progress, ProgressState, ProgressTracker } from './progress.js';
 import { VoteResult } from './quorum.js';
 import { RaftLog, raftInternal } from './raft-log.js';
-import { ReadOnly, type ReadRequest } from './read-only.js';
+import { Lease, ReadOnly, type ReadRequest } from './read-only.js';
 import {
   type ConfChange,
   ConfChangeType,
@@ -85,6 +85,13 @@ export interface Config {
   preVote?: boolean;
   /** Leader steps down without a quorum of recent contact; followers in a leader lease ignore votes. */
   checkQuorum?: boolean;
+  /**
+   * How a leader confirms a read index (etcd ReadOnlySafe / ReadOnlyLeaseBased). `index` (default): a
+   * heartbeat round per batch of reads. `lease`: answered at once while the leader's lease holds (a quorum
+   * acknowledged a heartbeat sent at most electionTick - LEASE_GUARD_TICKS ticks ago; see read-only.ts for
+   * the clock assumption); requires checkQuorum.
+   */
+  readMode?: 'index' | 'lease';
   /** Byte limit of entries in one append (at least one entry is always sent). Default 1 MiB. */
   maxSizePerMsg?: number;
   /** Append messages in flight per follower in Replicate state. Default 256. */
@@ -182,6 +189,7 @@ export class RawNode {
   private leadTransferee: NodeId | '' = '';
   private readOnly = new ReadOnly();
   private pendingReadIndexMessages: ReadRequest[] = [];
+  private readonly lease: Lease | undefined;
 
   // Ready bookkeeping.
   private prevSoftState: SoftState;
@@ -205,6 +213,14 @@ export class RawNode {
     this.random = config.random;
     this.preVote = config.preVote ?? false;
     this.checkQuorum = config.checkQuorum ?? false;
+    if (config.readMode === 'lease') {
+      // The lease is only as good as the followers' promise not to elect anyone else meanwhile, which
+      // they keep only with checkQuorum (the in-lease vote rejection in step()).
+      if (!this.checkQuorum) {
+        throw invalidArgument('raft_config', 'readMode', 'readMode lease requires checkQuorum');
+      }
+      this.lease = new Lease(config.electionTick);
+    }
     this.maxMsgSize = config.maxSizePerMsg ?? MiB;
     this.maxUncommittedSize = config.maxUncommittedEntriesSize ?? 64 * MiB;
     this.trk = new ProgressTracker(config.maxInflightMsgs ?? 256, config.maxInflightBytes ?? 0);
@@ -238,6 +254,7 @@ export class RawNode {
 
   /** Advances logical time by one tick. */
   tick(): void {
+    this.lease?.tick();
     if (this.role === StateRole.Leader) this.tickHeartbeat();
     else this.tickElection();
   }
@@ -359,6 +376,8 @@ export class RawNode {
       this.abortLeaderTransfer();
     }
     if (to === this.id) return;
+    // The target campaigns past the followers' lease (force): no lease reads for the rest of this term.
+    this.lease?.revoke();
     this.electionElapsed = 0;
     this.leadTransferee = to;
     if (pr.match === this.log.lastIndex()) this.sendTimeoutNow(to);
@@ -570,6 +589,7 @@ export class RawNode {
     this.uncommittedSize = 0;
     this.readOnly = new ReadOnly();
     this.pendingReadIndexMessages = [];
+    this.lease?.reset();
   }
 
   private becomeFollower(term: number, lead: NodeId | ''): void {
@@ -842,6 +862,7 @@ export class RawNode {
     pr.msgAppFlowPaused = false;
     if (pr.match < this.log.lastIndex() || pr.state === ProgressState.Probe) this.sendAppend(m.from);
     if (!m.context || m.context.length === 0) return;
+    if (this.lease?.recvAck(m.from, m.context, this.trk)) return;
     const acks = this.readOnly.recvAck(m.from, m.context);
     if (!acks || !this.trk.hasQuorum(acks)) return;
     for (const rs of this.readOnly.advance(m.context)) this.respondReadIndex(rs.req, rs.index);
@@ -1049,7 +1070,8 @@ export class RawNode {
   }
 
   private bcastHeartbeat(): void {
-    this.bcastHeartbeatWithCtx(this.readOnly.lastPendingRequestCtx());
+    // With reads pending, the round confirms them; otherwise (lease mode) it renews the lease.
+    this.bcastHeartbeatWithCtx(this.readOnly.lastPendingRequestCtx() ?? this.lease?.newRound(this.id));
   }
 
   private bcastHeartbeatWithCtx(ctx: Uint8Array | undefined): void {
@@ -1073,6 +1095,11 @@ export class RawNode {
     // own: hold reads until then.
     if (!this.committedEntryInCurrentTerm()) {
       this.pendingReadIndexMessages.push(req);
+      return;
+    }
+    if (this.lease?.holds(this.trk) === true && this.leadTransferee === '') {
+      // Lease: no other leader can exist yet, so the commit index is current (ReadOnlyLeaseBased).
+      this.respondReadIndex(req, this.log.committed);
       return;
     }
     this.sendReadIndexResponse(req);

@@ -55,6 +55,8 @@ export interface RaftCoreConfig {
   applied: number;
   preVote: boolean;
   checkQuorum: boolean;
+  /** How the leader confirms reads (core.ts Config.readMode; default 'index'). */
+  readMode?: 'index' | 'lease';
   /** Max bytes of entries per append message. */
   maxSizePerMsg?: number;
   /** Max in-flight append messages per follower. */
@@ -128,6 +130,11 @@ export interface DriverOptions {
   heartbeatTick?: number;
   preVote?: boolean;
   checkQuorum?: boolean;
+  /**
+   * 'lease': a leader answers read indexes from its lease without a heartbeat round (needs checkQuorum;
+   * assumptions in src/raft/read-only.ts); its ticks then follow the monotonic clock. Default 'index'.
+   */
+  readMode?: 'index' | 'lease';
   /** Passed to the core (see RaftCoreConfig). */
   maxSizePerMsg?: number;
   maxInflightMsgs?: number;
@@ -236,6 +243,8 @@ export class RaftDriver {
   private inbox: Message[] = [];
   private reports: TransportReport[] = [];
   private pendingTicks = 0;
+  /** Monotonic time of the last tick counted (lease-mode leaders count ticks from the clock). */
+  private tickBase = 0;
   private proposalQueue: Pending[] = [];
   private confQueue: Pending[] = [];
   private readQueue: PendingRead[] = [];
@@ -263,6 +272,7 @@ export class RaftDriver {
   private lazySave: Promise<void> = Promise.resolve();
   private tickHandle: unknown;
   private fatal: unknown;
+  private timing: ((kind: 'commit' | 'apply', ms: number) => void) | undefined;
   private readonly stats: DriverStats = {
     readies: 0,
     persistedEntries: 0,
@@ -298,6 +308,7 @@ export class RaftDriver {
       random: options.random ?? Math.random,
       preVote: options.preVote ?? true,
       checkQuorum: options.checkQuorum ?? true,
+      ...(options.readMode === 'lease' ? { readMode: 'lease' as const } : {}),
     };
     for (const k of [
       'maxSizePerMsg',
@@ -447,6 +458,14 @@ export class RaftDriver {
     };
   }
 
+  /**
+   * Read-only latency feed for metrics (ms): `commit` = one of this node's proposals from propose() until it
+   * is committed and about to apply; `apply` = one state-machine apply of a normal entry. One observer.
+   */
+  onTimings(fn: ((kind: 'commit' | 'apply', ms: number) => void) | undefined): void {
+    this.timing = fn;
+  }
+
   /** The core's own status (for debugging). */
   coreStatus(): unknown {
     return this.core?.status();
@@ -534,9 +553,26 @@ export class RaftDriver {
 
   private onTick(): void {
     if (this.stopped) return;
-    this.pendingTicks++;
+    this.pendingTicks += this.dueTicks(true);
     this.schedule();
     this.expire();
+  }
+
+  /**
+   * Ticks to feed now: one per timer fire, except on a lease-mode leader, which counts whole tick periods
+   * of the monotonic clock: timers that fire late (a stalled event loop) must not stretch its lease in
+   * real time beyond the followers' election timers (src/raft/read-only.ts).
+   */
+  private dueTicks(timer: boolean): number {
+    const now = this.timers.now();
+    if (this.coreConfig.readMode !== 'lease' || this.soft.role !== StateRole.Leader) {
+      if (timer) this.tickBase = now;
+      return timer ? 1 : 0;
+    }
+    const due = Math.floor((now - this.tickBase) / this.opts.tickMs);
+    if (due <= 0) return 0;
+    this.tickBase += due * this.opts.tickMs;
+    return due;
   }
 
   /** Rejects proposals and reads past their deadline. */
@@ -604,6 +640,10 @@ export class RaftDriver {
 
   /** Step 0: hands the core everything that arrived since the last cycle. */
   private feed(core: RaftCore): void {
+    // A lease-mode leader's clock catches up first: reads below (local or forwarded in the inbox) are
+    // judged against its lease, which must not outlast real time.
+    const due = this.dueTicks(false);
+    for (let i = 0; i < due; i++) core.tick();
     if (this.inbox.length > 0) {
       const msgs = this.inbox;
       this.inbox = [];
@@ -831,6 +871,10 @@ export class RaftDriver {
     const p = this.byIndex.get(e.index);
     if (p) this.byIndex.delete(e.index);
     const mine = p !== undefined && p.term === e.term;
+    const t0 = this.timing === undefined ? 0 : this.timers.now();
+    // A proposal's deadline is its propose() time + proposalTimeoutMs: no extra field per proposal.
+    if (mine && this.timing !== undefined)
+      this.timing('commit', t0 - p.deadline + this.opts.proposalTimeoutMs);
     if (e.type === EntryType.ConfChange) {
       this.setConf(e.index, core.applyConfChange(decodeConfChange(e.data)));
       if (e.index > this.applied) this.applied = e.index;
@@ -843,6 +887,7 @@ export class RaftDriver {
       // Empty normal entries are the no-ops new leaders append: nothing to apply.
       try {
         result = await this.sm.apply(e);
+        this.timing?.('apply', this.timers.now() - t0);
       } catch (err) {
         // A state machine that cannot apply a committed entry cannot continue: the log says it happened.
         if (p) this.finish(p, undefined, err);
