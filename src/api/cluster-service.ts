@@ -56,6 +56,11 @@ export interface ReplicaStatus {
   /** First and last index in the replica's Raft log (entries before firstIndex were compacted away). */
   firstIndex: number;
   lastIndex: number;
+  /** The group's configuration (Raft member ids: docs/cluster.md, "Membership and rejoining"); absent if unknown. */
+  voters?: string[];
+  learners?: string[];
+  /** The retention the replica applies (0 = keep everything). */
+  retentionMs?: number;
 }
 
 export interface NodeStatus {
@@ -93,6 +98,11 @@ export interface ClusterService {
     to: string,
     options?: { deadline?: number },
   ): Promise<{ leader: string; term: number }>;
+  /**
+   * Sets every shard's retention through its Raft log (an admin operation); resolves with the shards whose
+   * policy entry committed. Throws INVALID_ARGUMENT for a bad value, UNAVAILABLE if a shard has no leader.
+   */
+  setRetention(retentionMs: number, options?: { deadline?: number }): Promise<number[]>;
   shardMap(): ShardMapJSON;
   status(): NodeStatus;
   readiness(): Readiness;

@@ -3,16 +3,24 @@
  * series through `select`), ShardMap and Status. Conversions between the protobuf messages and the
  * in-memory shapes live here; every error is a TidemarkError, mapped to a gRPC status by the adapter.
  */
+import type { MessageInitShape } from '@bufbuild/protobuf';
 import type * as grpc from '@grpc/grpc-js';
 import { invalidArgument } from '../errors/index.js';
 import {
   MatchType,
   type Matcher as PbMatcher,
   type QueryRequest,
+  type QueryResponseSchema,
   ReplicaRole,
   TidemarkService,
   type WriteRequest,
 } from '../gen/tidemark/v1/client_pb.js';
+import {
+  clientOfAddress,
+  type LimitGuard,
+  limitExhausted,
+  NEW_SERIES_RATE_LIMITED,
+} from '../limits/index.js';
 import {
   MAX_TIMESTAMP_MS,
   MIN_TIMESTAMP_MS,
@@ -22,7 +30,12 @@ import {
 } from '../model/index.js';
 import { AGGREGATOR_ALIASES, parseDownsample, type QuerySpec, type SubQuery } from '../query/index.js';
 import type { Matcher, MatchOp, SampleBatch, SelectRequest } from '../storage/store.js';
-import { type AddServiceOptions, addService, type ServiceImplementation } from '../transport/grpc-adapter.js';
+import {
+  type AddServiceOptions,
+  addService,
+  type CallContext,
+  type ServiceImplementation,
+} from '../transport/grpc-adapter.js';
 import type { ClusterService } from './cluster-service.js';
 
 export interface GrpcServiceOptions {
@@ -34,10 +47,19 @@ export interface GrpcServiceOptions {
   defaultWriteTimeoutMs?: number;
   /** Runs before each RPC (auth: src/security/roles.ts); throws UNAUTHENTICATED / PERMISSION_DENIED. */
   authorize?: AddServiceOptions['authorize'];
+  /** Request-size and query-concurrency limits (src/limits); the node passes its own. Default: none. */
+  guard?: LimitGuard;
 }
 
+/** The authenticated principal of a call (set by the authorize hook), the client key of the query limit. */
+const principalOf = new WeakMap<object, string>();
+
 /** A WriteRequest's batch as a SampleBatch, plus where each series' samples start (for rejected indexes). */
-export function batchFromWriteRequest(req: WriteRequest): { batch: SampleBatch; offsets: number[] } {
+export function batchFromWriteRequest(
+  req: WriteRequest,
+  /** Called with the sample and series counts before anything is allocated (throws to refuse). */
+  checkSize?: (samples: number, series: number) => void,
+): { batch: SampleBatch; offsets: number[] } {
   const list = req.batch?.series ?? [];
   let n = 0;
   for (let i = 0; i < list.length; i++) {
@@ -51,6 +73,7 @@ export function batchFromWriteRequest(req: WriteRequest): { batch: SampleBatch; 
     }
     n += s.timestamps.length;
   }
+  checkSize?.(n, list.length);
   const series: Series[] = [];
   const offsets: number[] = [];
   const seriesRef = new Uint32Array(n);
@@ -177,53 +200,87 @@ export function tidemarkServiceImpl(
 ): ServiceImplementation<typeof TidemarkService> {
   const perMessage = options.seriesPerMessage ?? 256;
   const writeTimeout = options.defaultWriteTimeoutMs ?? 10_000;
+  const guard = options.guard;
+  const checkSize =
+    guard === undefined
+      ? undefined
+      : (samples: number, series: number) => guard.checkWriteSize(samples, series, 'batch.series');
+  async function* runQuery(
+    req: QueryRequest,
+    ctx: CallContext,
+  ): AsyncGenerator<MessageInitShape<typeof QueryResponseSchema>> {
+    if (req.aggregator !== '') {
+      const spec = specFromQueryRequest(req);
+      const out = await cluster.query(spec, {
+        ...(ctx.deadline !== undefined ? { deadline: ctx.deadline } : {}),
+        ...(req.stale ? { stale: true } : {}),
+        ...(req.partial ? { partial: true } : {}),
+        signal: ctx.signal,
+      });
+      const missingShards = out.missingShards.map((m) => m.shard);
+      if (out.results.length === 0) yield { missingShards };
+      for (let i = 0; i < out.results.length; i += perMessage) {
+        yield {
+          ...(i === 0 ? { missingShards } : {}),
+          results: out.results.slice(i, i + perMessage).map((r) => ({
+            metric: r.metric,
+            tags: r.tags,
+            aggregateTags: r.aggregateTags,
+            timestamps: Array.from(r.ts, (t) => BigInt(t)),
+            values: Array.from(r.vals),
+          })),
+        };
+      }
+      return;
+    }
+    const select = selectFromQueryRequest(req);
+    const series = await cluster.select(select, ctx.deadline === undefined ? {} : { deadline: ctx.deadline });
+    for (let i = 0; i < series.length; i += perMessage) {
+      yield {
+        series: series.slice(i, i + perMessage).map((s) => ({
+          series: { metric: s.metric, tags: s.tags },
+          timestamps: Array.from(s.timestamps, (t) => BigInt(t)),
+          values: Array.from(s.values),
+        })),
+      };
+    }
+  }
   return {
     write: async (req, ctx) => {
-      const { batch, offsets } = batchFromWriteRequest(req);
+      const { batch, offsets } = batchFromWriteRequest(req, checkSize);
       const r = await cluster.write(batch, { deadline: ctx.deadline ?? Date.now() + writeTimeout });
+      // Nothing written and only because of the new-series rate: the whole call fails with a retry hint.
+      if (
+        r.accepted === 0 &&
+        r.rejected.length > 0 &&
+        r.rejected.every((x) => x.reason === NEW_SERIES_RATE_LIMITED)
+      ) {
+        throw limitExhausted(
+          'maxNewSeriesPerMinute',
+          guard?.settings.maxNewSeriesPerMinute ?? 0,
+          NEW_SERIES_RATE_LIMITED,
+          `every series of the request is new and the new-series rate (limits.maxNewSeriesPerMinute) is exhausted; retry later`,
+          Math.max(1000, guard?.series?.retryAfterMs() ?? 1000),
+        );
+      }
       return {
         accepted: BigInt(r.accepted),
         rejected: r.rejected.map((x) => ({ ...unflatten(offsets, x.index), reason: x.reason })),
       };
     },
     query: async function* (req, ctx) {
-      if (req.aggregator !== '') {
-        const spec = specFromQueryRequest(req);
-        const out = await cluster.query(spec, {
-          ...(ctx.deadline !== undefined ? { deadline: ctx.deadline } : {}),
-          ...(req.stale ? { stale: true } : {}),
-          ...(req.partial ? { partial: true } : {}),
-          signal: ctx.signal,
-        });
-        const missingShards = out.missingShards.map((m) => m.shard);
-        if (out.results.length === 0) yield { missingShards };
-        for (let i = 0; i < out.results.length; i += perMessage) {
-          yield {
-            ...(i === 0 ? { missingShards } : {}),
-            results: out.results.slice(i, i + perMessage).map((r) => ({
-              metric: r.metric,
-              tags: r.tags,
-              aggregateTags: r.aggregateTags,
-              timestamps: Array.from(r.ts, (t) => BigInt(t)),
-              values: Array.from(r.vals),
-            })),
-          };
-        }
-        return;
+      // Concurrent queries per client: the principal when auth is on, else the remote address.
+      let release: (() => void) | undefined;
+      try {
+        release = guard?.queries.acquire(principalOf.get(ctx) ?? clientOfAddress(ctx.peer));
+      } catch (err) {
+        guard?.countError(err);
+        throw err;
       }
-      const select = selectFromQueryRequest(req);
-      const series = await cluster.select(
-        select,
-        ctx.deadline === undefined ? {} : { deadline: ctx.deadline },
-      );
-      for (let i = 0; i < series.length; i += perMessage) {
-        yield {
-          series: series.slice(i, i + perMessage).map((s) => ({
-            series: { metric: s.metric, tags: s.tags },
-            timestamps: Array.from(s.timestamps, (t) => BigInt(t)),
-            values: Array.from(s.values),
-          })),
-        };
+      try {
+        yield* runQuery(req, ctx);
+      } finally {
+        release?.();
       }
     },
     transferLeader: async (req, ctx) => {
@@ -233,6 +290,16 @@ export function tidemarkServiceImpl(
         ctx.deadline === undefined ? {} : { deadline: ctx.deadline },
       );
       return { leader: r.leader, term: BigInt(r.term) };
+    },
+    setRetention: async (req, ctx) => {
+      if (req.retentionMs > BigInt(Number.MAX_SAFE_INTEGER)) {
+        throw invalidArgument('retention_invalid', 'retention_ms', 'retention_ms must be at most 2^53 - 1');
+      }
+      const shards = await cluster.setRetention(
+        Number(req.retentionMs),
+        ctx.deadline === undefined ? {} : { deadline: ctx.deadline },
+      );
+      return { shards };
     },
     shardMap: () => {
       const m = cluster.shardMap();
@@ -261,6 +328,9 @@ export function tidemarkServiceImpl(
           leader: r.leader,
           firstIndex: BigInt(r.firstIndex),
           lastIndex: BigInt(r.lastIndex),
+          voters: r.voters ?? [],
+          learners: r.learners ?? [],
+          retentionMs: BigInt(r.retentionMs ?? 0),
         })),
       };
     },
@@ -274,7 +344,16 @@ export function addTidemarkService(
   options: GrpcServiceOptions = {},
 ): void {
   // authorize: the per-method role check (src/security/roles.ts) when auth is configured.
+  const authorize = options.authorize;
   addService(server, TidemarkService, tidemarkServiceImpl(cluster, options), {
-    authorize: options.authorize,
+    // The principal the hook returns is kept for the call: it is the client of the per-client query limit.
+    authorize:
+      authorize === undefined
+        ? undefined
+        : (method, ctx) => {
+            const p = authorize(method, ctx) as { subject?: unknown } | undefined;
+            if (typeof p?.subject === 'string') principalOf.set(ctx, p.subject);
+            return p;
+          },
   });
 }

@@ -1,6 +1,7 @@
 /**
  * The HTTP API (node:http, no framework): OpenTSDB `/api/put`, InfluxDB line protocol `/write`
- * (and `/api/v2/write`, `/ping`, a minimal `/query`), `/healthz`, `/readyz`, `/metrics`.
+ * (and `/api/v2/write`, `/ping`, a minimal `/query`), `/healthz`, `/readyz`, `/metrics`, the status page `/`
+ * (src/web) and its JSON `/api/status`.
  * Endpoints, status codes, bodies and limits: docs/http.md.
  *
  * Every request is bounded: the body size (raw and decompressed, checked while streaming), a deadline,
@@ -31,10 +32,23 @@ import {
   putDatapoints,
 } from '../ingest/index.js';
 import {
+  clientOfAddress,
+  guardOf,
+  LIMIT_REJECTIONS_METRIC,
+  LimitGuard,
+  limitExhausted,
+  NEW_SERIES_RATE_LIMITED,
+} from '../limits/index.js';
+import {
   aggregatorNames,
+  formatLookupResponse,
   formatQueryResponse,
+  type LookupPartial,
+  type LookupRequest,
   parseLastGet,
   parseLastPost,
+  parseLookupGet,
+  parseLookupPost,
   parseQueryGet,
   parseQueryPost,
   parseSuggestGet,
@@ -42,6 +56,7 @@ import {
 } from '../query/index.js';
 import type { Authenticator } from '../security/auth.js';
 import { HTTP_ROUTE_ROLES } from '../security/roles.js';
+import { PAGE_CSP, PAGE_HTML } from '../web/page.js';
 import type { ClusterService, WriteResult } from './cluster-service.js';
 import { ClientGone, HttpError, readBody } from './http-body.js';
 import { createHttpMetrics, type HttpMetrics, renderMetrics } from './metrics.js';
@@ -105,6 +120,11 @@ export interface HttpApiOptions {
   auth?: Authenticator;
   /** Serve HTTPS with these node:https options (cert, key, ca, requestCert). */
   https?: HttpsServerOptions;
+  /**
+   * The limits (src/limits): body/line/sample/series sizes (as defaults under `limits`), query slots per
+   * client and the rejection counter. Default: the cluster's own (TidemarkNode.limitGuard), else defaults.
+   */
+  guard?: LimitGuard;
 }
 
 export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void;
@@ -123,6 +143,14 @@ export interface HttpApi {
   close(graceMs?: number): Promise<void>;
 }
 
+/** Series lookup (TidemarkNode.lookup); optional until ClusterService declares it. */
+interface LookupService {
+  lookup?: (
+    request: LookupRequest,
+    options?: { stale?: boolean; deadline?: number },
+  ) => Promise<LookupPartial[]>;
+}
+
 type Route =
   | 'put'
   | 'write'
@@ -133,9 +161,12 @@ type Route =
   | 'metrics'
   | 'tsdbQuery'
   | 'tsdbLast'
+  | 'tsdbLookup'
   | 'suggest'
   | 'aggregators'
-  | 'filters';
+  | 'filters'
+  | 'page'
+  | 'status';
 
 const ROUTES: ReadonlyMap<string, { route: Route; methods: readonly string[] }> = new Map([
   ['/api/put', { route: 'put' as Route, methods: ['POST'] }],
@@ -148,9 +179,12 @@ const ROUTES: ReadonlyMap<string, { route: Route; methods: readonly string[] }> 
   ['/metrics', { route: 'metrics' as Route, methods: ['GET', 'HEAD'] }],
   ['/api/query', { route: 'tsdbQuery' as Route, methods: ['GET', 'POST'] }],
   ['/api/query/last', { route: 'tsdbLast' as Route, methods: ['GET', 'POST'] }],
+  ['/api/search/lookup', { route: 'tsdbLookup' as Route, methods: ['GET', 'POST'] }],
   ['/api/suggest', { route: 'suggest' as Route, methods: ['GET', 'POST'] }],
   ['/api/aggregators', { route: 'aggregators' as Route, methods: ['GET'] }],
   ['/api/config/filters', { route: 'filters' as Route, methods: ['GET'] }],
+  ['/', { route: 'page' as Route, methods: ['GET', 'HEAD'] }],
+  ['/api/status', { route: 'status' as Route, methods: ['GET'] }],
 ]);
 
 /** OpenTSDB's /api/config/filters (Grafana reads it to offer filter types). */
@@ -191,6 +225,8 @@ interface Ctx {
   endpoint: string;
   /** Absolute (Date.now clock). */
   deadline: number;
+  /** Who is asking, for per-client limits: the auth principal, else the remote address. */
+  client: string;
 }
 
 export function resolveHttpLimits(limits: HttpLimits = {}): ResolvedHttpLimits {
@@ -225,13 +261,28 @@ export function resolveHttpLimits(limits: HttpLimits = {}): ResolvedHttpLimits {
 
 export function createHttpApi(options: HttpApiOptions): HttpApi {
   const cluster = options.cluster;
-  const limits = resolveHttpLimits(options.limits);
   const logger = options.logger ?? pino({ level: 'silent' });
   const now = options.now ?? Date.now;
   const separator = options.separator ?? '_';
-  const metrics = createHttpMetrics();
   const external =
     options.metrics === undefined ? [] : Array.isArray(options.metrics) ? options.metrics : [options.metrics];
+  const metrics = createHttpMetrics(external as Registry[]);
+  // Limits: the node's guard (its settings, query slots and counter) unless one is given.
+  const guard =
+    options.guard ??
+    guardOf(cluster) ??
+    new LimitGuard({
+      registry:
+        (external as Registry[]).find((r) => r.getSingleMetric(LIMIT_REJECTIONS_METRIC) !== undefined) ??
+        metrics.registry,
+    });
+  const limits = resolveHttpLimits({
+    maxBodyBytes: guard.settings.maxRequestBytes,
+    maxLineLength: guard.settings.maxLineBytes,
+    maxSamples: guard.settings.maxSamplesPerRequest,
+    maxSeries: guard.settings.maxSeriesPerRequest,
+    ...options.limits,
+  });
   const registries = [metrics.registry, ...(external as Registry[])];
   let inflightWrites = 0;
   let server: Server | undefined;
@@ -276,6 +327,7 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
   }
 
   function sendError(ctx: Ctx, err: unknown, style: ErrorStyle): void {
+    guard.countError(err);
     if (err instanceof HttpError) {
       if (err.status === 413)
         metrics.bodyLimitRejections.inc({ endpoint: ctx.endpoint, kind: err.kind ?? 'raw' });
@@ -318,6 +370,28 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
     }
   }
 
+  /**
+   * Nothing written, and only because the new-series rate is spent: the whole request fails with 429 and
+   * a Retry-After (a retry later can succeed; nothing is lost).
+   */
+  function throwIfOnlyRateLimited(written: WriteResult, protocol: string): void {
+    if (
+      written.accepted === 0 &&
+      written.rejected.length > 0 &&
+      written.rejected.every((r) => r.reason === NEW_SERIES_RATE_LIMITED)
+    ) {
+      const { reasons } = storeRejectionSummary(written.rejected);
+      countRejected(protocol, reasons);
+      throw limitExhausted(
+        'maxNewSeriesPerMinute',
+        guard.settings.maxNewSeriesPerMinute,
+        NEW_SERIES_RATE_LIMITED,
+        `every series of the request is new and the new-series rate (limits.maxNewSeriesPerMinute = ${guard.settings.maxNewSeriesPerMinute}) is exhausted; retry later`,
+        Math.max(1000, guard.series?.retryAfterMs() ?? 1000),
+      );
+    }
+  }
+
   function countRejected(protocol: string, reasons: Map<string, number>): void {
     for (const [reason, n] of reasons) metrics.rejectedSamples.inc({ protocol, reason }, n);
   }
@@ -348,6 +422,7 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
       maxErrors: limits.maxErrors,
       limits: { maxSamples: limits.maxSamples, maxSeries: limits.maxSeries },
     });
+    guard.counter.inc('maxLineBytes', parsed.linesTooLong ?? 0);
     if (parsed.rejected > 0) {
       const reasons = new Map<string, number>();
       for (const e of parsed.errors) reasons.set(e.reason, (reasons.get(e.reason) ?? 0) + 1);
@@ -358,6 +433,7 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
     let written: WriteResult = { accepted: 0, rejected: [] };
     if (parsed.samples > 0) written = await clusterWrite(ctx, parsed.batch);
     metrics.samplesIngested.inc({ protocol: 'influx' }, written.accepted);
+    if (parsed.rejected === 0) throwIfOnlyRateLimited(written, 'influx');
     const answer = lineProtocolResponse(parsed);
     if (written.rejected.length === 0) {
       send(ctx, answer.status, answer.body);
@@ -419,6 +495,7 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
     let written: WriteResult = { accepted: 0, rejected: [] };
     if (parsed.batch.length > 0) written = await clusterWrite(ctx, parsed.batch);
     metrics.samplesIngested.inc({ protocol: 'opentsdb' }, written.accepted);
+    if (parsed.failed === 0) throwIfOnlyRateLimited(written, 'opentsdb');
     let result = parsed;
     if (written.rejected.length > 0) {
       const { reasons } = storeRejectionSummary(written.rejected);
@@ -527,16 +604,34 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
   }
 
   async function handleTsdbQuery(ctx: Ctx): Promise<void> {
+    // Concurrent queries per client (limits.maxConcurrentQueriesPerClient): 429 with Retry-After past it.
+    const release = guard.queries.acquire(ctx.client);
+    try {
+      await runTsdbQuery(ctx);
+    } finally {
+      release();
+    }
+  }
+
+  async function runTsdbQuery(ctx: Ctx): Promise<void> {
     const now = Date.now();
     const parsed =
       ctx.req.method === 'POST'
         ? parseQueryPost(await jsonBody(ctx), now)
         : parseQueryGet(ctx.url.searchParams, now);
     const partialParam = ctx.url.searchParams.get('partial');
-    const out = await cluster.query(parsed.spec, {
-      ...readOptions(ctx),
-      ...(partialParam === 'true' || partialParam === '1' ? { partial: true } : {}),
-    });
+    const end = metrics.queryDuration.startTimer({ api: 'http' });
+    let out: Awaited<ReturnType<ClusterService['query']>>;
+    try {
+      out = await cluster.query(parsed.spec, {
+        ...readOptions(ctx),
+        ...(partialParam === 'true' || partialParam === '1' ? { partial: true } : {}),
+      });
+      end({ outcome: 'ok' });
+    } catch (err) {
+      end({ outcome: err instanceof TidemarkError ? err.code.toLowerCase() : 'internal' });
+      throw err;
+    }
     const headers: Record<string, string> = {};
     if (out.missingShards.length > 0) {
       headers['x-tidemark-missing-shards'] = out.missingShards.map((m) => m.shard).join(',');
@@ -548,6 +643,18 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
     const req =
       ctx.req.method === 'POST' ? parseLastPost(await jsonBody(ctx)) : parseLastGet(ctx.url.searchParams);
     send(ctx, 200, await cluster.last(req, Date.now(), readOptions(ctx)));
+  }
+
+  async function handleTsdbLookup(ctx: Ctx): Promise<void> {
+    const t0 = performance.now();
+    const req =
+      ctx.req.method === 'POST' ? parseLookupPost(await jsonBody(ctx)) : parseLookupGet(ctx.url.searchParams);
+    const { lookup } = cluster as ClusterService & LookupService;
+    if (lookup === undefined) {
+      throw new TidemarkError('NOT_FOUND', 'route_not_found', 'this node does not serve /api/search/lookup');
+    }
+    const parts = await lookup.call(cluster, req, readOptions(ctx));
+    send(ctx, 200, formatLookupResponse(req, parts, performance.now() - t0));
   }
 
   async function handleSuggest(ctx: Ctx): Promise<void> {
@@ -578,7 +685,14 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
     }
     const entry = ROUTES.get(url.pathname);
     const endpoint = entry === undefined ? 'other' : url.pathname;
-    const ctx: Ctx = { req, res, url, endpoint, deadline };
+    const ctx: Ctx = {
+      req,
+      res,
+      url,
+      endpoint,
+      deadline,
+      client: clientOfAddress(req.socket?.remoteAddress),
+    };
     const method = req.method ?? 'GET';
     try {
       if (entry === undefined) {
@@ -607,7 +721,7 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
       if (needed !== undefined) {
         try {
           // The header is only passed to the verifier: it is never logged (and pino redacts it anyway).
-          options.auth!.authorize(req.headers.authorization, needed);
+          ctx.client = options.auth!.authorize(req.headers.authorization, needed).subject;
         } catch (err) {
           const status = toHttpStatus(err);
           send(
@@ -680,6 +794,9 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
           case 'tsdbLast':
             await handleTsdbLast(ctx);
             break;
+          case 'tsdbLookup':
+            await handleTsdbLookup(ctx);
+            break;
           case 'suggest':
             await handleSuggest(ctx);
             break;
@@ -688,6 +805,17 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
             break;
           case 'filters':
             send(ctx, 200, FILTER_DESCRIPTIONS);
+            break;
+          case 'page':
+            send(ctx, 200, PAGE_HTML, { 'content-security-policy': PAGE_CSP }, 'text/html; charset=utf-8');
+            break;
+          case 'status':
+            send(ctx, 200, {
+              node: cluster.status(),
+              shardMap: cluster.shardMap(),
+              readiness: cluster.readiness(),
+              time: Date.now(),
+            });
             break;
         }
       } catch (err) {

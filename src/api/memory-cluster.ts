@@ -208,6 +208,23 @@ export class MemoryCluster implements ClusterService {
     return queryLast(this.stores, request, now);
   }
 
+  /** One node: the policy is this cluster's; it is applied at once (no log to replicate it through). */
+  async setRetention(retentionMs: number): Promise<number[]> {
+    if (!Number.isSafeInteger(retentionMs) || retentionMs < 0) {
+      throw new TidemarkError(
+        'INVALID_ARGUMENT',
+        'retention_invalid',
+        'retentionMs must be a non-negative integer',
+        {
+          field: 'retentionMs',
+        },
+      );
+    }
+    const now = Date.now();
+    for (const store of this.stores) await store.applyRetention(now, retentionMs);
+    return this.stores.map((_, shard) => shard);
+  }
+
   async transferLeader(shard: number, to: string): Promise<{ leader: string; term: number }> {
     if (!Number.isInteger(shard) || shard < 0 || shard >= this.shardCount) {
       throw new TidemarkError(

@@ -2,8 +2,12 @@
  * Prometheus metrics of the HTTP API (prom-client). Each HttpMetrics owns its own Registry (never the
  * global default one, so several servers — or tests — can live in one process); `/metrics` serves it
  * together with any external registries the node passes in (Raft, storage, process gauges).
+ *
+ * Families the node also feeds (samples by protocol, query latency by API, query limit hits) are taken from
+ * an external registry that already has them (the node's, src/cluster/node-metrics.ts), so /metrics shows
+ * one family per name; without one (tests on a memory cluster) the API registers its own.
  */
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Metric, Registry } from 'prom-client';
 
 export interface HttpMetrics {
   readonly registry: Registry;
@@ -11,8 +15,12 @@ export interface HttpMetrics {
   readonly requests: Counter<'endpoint' | 'method' | 'status'>;
   /** Request latency in seconds by route and status. */
   readonly duration: Histogram<'endpoint' | 'status'>;
-  /** Samples the cluster accepted, by protocol (`influx`, `opentsdb`). */
+  /** Samples the cluster accepted, by protocol (`influx`, `opentsdb`; the node adds `grpc`, `kafka`). */
   readonly samplesIngested: Counter<'protocol'>;
+  /** Query latency (`/api/query`: api `http`) by outcome (`ok` or the error code). */
+  readonly queryDuration: Histogram<'api' | 'outcome'>;
+  /** Queries refused by a query limit, by limit name. */
+  readonly queryLimitHits: Counter<'limit'>;
   /**
    * Rejected input by protocol and reason: a line/datapoint the parser refused counts once (reason = the
    * parser's reason), a sample the store refused counts once (reason = the store's, e.g. `too_old`).
@@ -26,7 +34,16 @@ export interface HttpMetrics {
   readonly inflight: Gauge;
 }
 
-export function createHttpMetrics(): HttpMetrics {
+/** The metric `name` of the first external registry that has it, else a new one made by `make`. */
+function shared<T>(external: readonly Registry[], name: string, make: () => T): T {
+  for (const r of external) {
+    const m: Metric | undefined = r.getSingleMetric(name);
+    if (m !== undefined) return m as unknown as T;
+  }
+  return make();
+}
+
+export function createHttpMetrics(external: readonly Registry[] = []): HttpMetrics {
   const registry = new Registry();
   const registers = [registry];
   return {
@@ -44,12 +61,40 @@ export function createHttpMetrics(): HttpMetrics {
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers,
     }),
-    samplesIngested: new Counter({
-      name: 'tidemark_ingest_samples_total',
-      help: 'Samples accepted by the cluster, by protocol',
-      labelNames: ['protocol'],
-      registers,
-    }),
+    samplesIngested: shared(
+      external,
+      'tidemark_ingest_samples_total',
+      () =>
+        new Counter({
+          name: 'tidemark_ingest_samples_total',
+          help: 'Samples accepted by the cluster, by protocol',
+          labelNames: ['protocol'],
+          registers,
+        }),
+    ),
+    queryDuration: shared(
+      external,
+      'tidemark_query_duration_seconds',
+      () =>
+        new Histogram({
+          name: 'tidemark_query_duration_seconds',
+          help: 'Query latency by API and outcome (ok or the error code)',
+          labelNames: ['api', 'outcome'],
+          buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+          registers,
+        }),
+    ),
+    queryLimitHits: shared(
+      external,
+      'tidemark_query_limit_hits_total',
+      () =>
+        new Counter({
+          name: 'tidemark_query_limit_hits_total',
+          help: 'Queries refused because they passed a query limit, by limit',
+          labelNames: ['limit'],
+          registers,
+        }),
+    ),
     rejectedSamples: new Counter({
       name: 'tidemark_ingest_rejected_total',
       help: 'Lines/datapoints the parser rejected and samples the store rejected, by protocol and reason',

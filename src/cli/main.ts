@@ -28,6 +28,11 @@ Commands:
   query <metric> [tag=value|tag!=value|tag=~re|tag!~re ...] [--start T] [--end T] [--chart|--json]
                     print the matching series' samples as a table (or a chart, or JSON)
   status [--json]   nodes and shards of a cluster: leaders, terms, applied index, health
+  retention [--set DURATION]
+                    show, or set (admin), every shard's retention (docs/cluster.md)
+  backup --to DIR   a consistent backup of the whole cluster, taken while it runs (docs/backup.md)
+  restore --from DIR [start flags]
+                    seed an empty data directory of a new cluster's node from a backup
   certs --out DIR --nodes ID[,ID...] [--hosts ...] [--domain ...]
                     a development CA and node/client certificates for mutual TLS (needs openssl; docs/security.md)
   version           print the version
@@ -73,6 +78,18 @@ export async function main(argv: string[]): Promise<number> {
     case 'status': {
       const { status } = await import('./status.js');
       return status(rest);
+    }
+    case 'retention': {
+      const { retention } = await import('./retention.js');
+      return retention(rest);
+    }
+    case 'backup': {
+      const { backup } = await import('./backup.js');
+      return backup(rest);
+    }
+    case 'restore': {
+      const { restore } = await import('./backup.js');
+      return restore(rest);
     }
     case 'certs': {
       const { certs } = await import('./certs.js');

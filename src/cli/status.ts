@@ -20,7 +20,8 @@ export const STATUS_USAGE = `Usage:
   tidemark status [options] [--json]
 
 Shows every node (client address, reachable, replicas, leaderships) and every shard (leader, term, replicas,
-applied index on the leader, the largest lag of a replica behind it, health).
+commit and applied index on the leader, the largest lag of a replica behind it and which one, health), then
+one line per shard that is not ok saying why.
 
 Health of a shard: "ok" (a leader and every replica answering and caught up), "lagging" (a replica behind the
 leader's commit), "degraded" (a replica not answering; still a majority), "no leader", "unavailable" (no majority
@@ -53,6 +54,10 @@ export interface ShardReport {
   commit: number | null;
   applied: number | null;
   lag: number | null;
+  /** The replica furthest behind the leader's commit (null when none is behind or nothing is known). */
+  slowest: string | null;
+  /** Replicas that did not answer. */
+  silent: string[];
   health: 'ok' | 'lagging' | 'degraded' | 'no leader' | 'unavailable';
 }
 
@@ -169,10 +174,18 @@ export function report(map: ClientShardMap, statuses: Map<string, NodeStatus | E
     const commit = lead?.commit ?? null;
     const applied = lead?.applied ?? null;
     let lag: number | null = null;
+    let slowest: string | null = null;
     if (commit !== null) {
       lag = 0;
-      for (const id of answering) lag = Math.max(lag, commit - replicaOf(id)!.applied);
+      for (const id of answering) {
+        const behind = commit - replicaOf(id)!.applied;
+        if (behind > lag) {
+          lag = behind;
+          slowest = id;
+        }
+      }
     }
+    const silent = sh.replicas.filter((id) => replicaOf(id) === undefined);
     const majority = Math.floor(sh.replicas.length / 2) + 1;
     const health: ShardReport['health'] =
       answering.length < majority && answering.length < sh.replicas.length
@@ -184,7 +197,18 @@ export function report(map: ClientShardMap, statuses: Map<string, NodeStatus | E
             : lag !== null && lag > 0
               ? 'lagging'
               : 'ok';
-    return { shard: sh.shard, leader, term, replicas: [...sh.replicas], commit, applied, lag, health };
+    return {
+      shard: sh.shard,
+      leader,
+      term,
+      replicas: [...sh.replicas],
+      commit,
+      applied,
+      lag,
+      slowest,
+      silent,
+      health,
+    };
   });
   return { shardCount: map.shardCount, nodes, shards };
 }
@@ -243,7 +267,7 @@ export function status(argv: string[]): Promise<number> {
         r.nodes.map((n) => [
           n.id,
           n.address || '-',
-          n.reachable ? 'up' : `unreachable (${n.error ?? ''})`,
+          n.reachable ? 'up' : 'unreachable',
           String(n.replicas),
           String(n.leading),
         ]),
@@ -252,18 +276,34 @@ export function status(argv: string[]): Promise<number> {
     console.log();
     console.log(
       table(
-        ['SHARD', 'LEADER', 'TERM', 'REPLICAS', 'APPLIED', 'LAG', 'HEALTH'],
+        ['SHARD', 'LEADER', 'TERM', 'REPLICAS', 'COMMIT', 'APPLIED', 'LAG', 'HEALTH'],
         r.shards.map((s) => [
           String(s.shard),
           s.leader || '-',
           String(s.term),
           s.replicas.join(','),
+          s.commit === null ? '-' : String(s.commit),
           s.applied === null ? '-' : String(s.applied),
-          s.lag === null ? '-' : String(s.lag),
+          s.lag === null ? '-' : s.slowest === null ? String(s.lag) : `${s.lag} (${s.slowest})`,
           s.health,
         ]),
       ),
     );
+    // What needs a look: unreachable nodes (with the error, too long for the table) and shards that are not ok.
+    const attention = r.shards.filter((s) => s.health !== 'ok');
+    const down = r.nodes.filter((n) => !n.reachable);
+    if (attention.length > 0 || down.length > 0) {
+      console.log();
+      for (const n of down) console.log(`node ${n.id}: unreachable (${n.error ?? 'no answer'})`);
+      for (const s of attention) {
+        const why = [
+          s.leader === '' ? 'no leader' : '',
+          s.silent.length > 0 ? `not answering: ${s.silent.join(',')}` : '',
+          s.slowest !== null ? `${s.slowest} is ${s.lag} entries behind` : '',
+        ].filter((x) => x !== '');
+        console.log(`shard ${s.shard}: ${s.health}${why.length > 0 ? ` (${why.join('; ')})` : ''}`);
+      }
+    }
     if (r.kafka !== undefined) {
       console.log();
       console.log(

@@ -123,6 +123,11 @@ export interface ReplicaStatus {
   commit: number;
   applied: number;
   leader: string;
+  /** The group's configuration as Raft member ids (docs/cluster.md, "Membership and rejoining"). */
+  voters?: string[];
+  learners?: string[];
+  /** The retention this replica applies, ms (0 = keep everything). */
+  retentionMs?: number;
 }
 
 export interface NodeStatus {
@@ -695,8 +700,36 @@ export class TidemarkClient {
         commit: Number(r.commit),
         applied: Number(r.applied),
         leader: r.leader,
+        voters: [...r.voters],
+        learners: [...r.learners],
+        retentionMs: Number(r.retentionMs),
       })),
     };
+  }
+
+  /**
+   * Sets every shard's retention (admin role): samples older than now - retentionMs are dropped by each
+   * replica's periodic retention pass; 0 keeps everything. Resolves once every shard's policy entry committed.
+   */
+  async setRetention(retentionMs: number, options: CallOptions = {}): Promise<number[]> {
+    if (!Number.isSafeInteger(retentionMs) || retentionMs < 0) {
+      throw new TidemarkError(
+        'INVALID_ARGUMENT',
+        'retention_invalid',
+        'retentionMs must be a non-negative integer',
+        {
+          field: 'retentionMs',
+        },
+      );
+    }
+    const res = await this.conn(this.anyAddress()).setRetention(
+      { retentionMs: BigInt(retentionMs) },
+      {
+        timeoutMs: options.deadlineMs ?? this.deadlineMs,
+        ...(options.signal ? { signal: options.signal } : {}),
+      },
+    );
+    return [...res.shards];
   }
 
   /** Flushes and closes every writer, then closes the channels. Idempotent. */

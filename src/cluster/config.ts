@@ -62,6 +62,11 @@ export interface NodeConfig {
     readonly heartbeatTicks: number;
     /** A shard's log is compacted once this many applied entries precede its first index; 0 never. */
     readonly compactEntries: number;
+    /**
+     * How shard leaders confirm linearizable reads: 'index' (default, a heartbeat round: ReadIndex) or
+     * 'lease' (no round while the leader lease holds; bounded clock drift assumed, docs/raft.md).
+     */
+    readonly readMode?: 'index' | 'lease';
   };
   /** Each shard store checkpoints (persists its head, truncates its write-ahead records) this often; 0 never. */
   readonly checkpointIntervalMs: number;
@@ -70,6 +75,20 @@ export interface NodeConfig {
     readonly maxProposalQueue: number;
     /** Largest accepted request body / message, in bytes. */
     readonly maxRequestBytes: number;
+    // Request and cardinality limits (src/limits, docs/security.md "Limits"); optional so NodeConfig
+    // literals need not spell them (limitSettingsOf fills the defaults).
+    /** Most samples in one write request (HTTP /api/put, /write; gRPC Write). */
+    readonly maxSamplesPerRequest?: number;
+    /** Most series in one write request. */
+    readonly maxSeriesPerRequest?: number;
+    /** Longest line-protocol line. */
+    readonly maxLineBytes?: number;
+    /** Series new to a shard that this node (as shard leader) admits per minute; 0 = unlimited. */
+    readonly maxNewSeriesPerMinute?: number;
+    /** Series per metric in the cluster (enforced per shard as ceil(L / shards)); 0 = unlimited. */
+    readonly maxSeriesPerMetric?: number;
+    /** Queries in flight per client (principal, else remote address); 0 = unlimited. */
+    readonly maxConcurrentQueriesPerClient?: number;
   };
   /** Options of every shard store on this node (see src/storage/options.ts). */
   readonly store: Readonly<StoreOptions>;
@@ -135,7 +154,16 @@ export const DEFAULT_CONFIG: NodeConfig = deepFreeze({
   dataDir: 'data',
   raft: { tickMs: 100, electionTicks: 10, heartbeatTicks: 1, compactEntries: 10_000 },
   checkpointIntervalMs: 30_000,
-  limits: { maxProposalQueue: 1024, maxRequestBytes: 16 * 1024 * 1024 },
+  limits: {
+    maxProposalQueue: 1024,
+    maxRequestBytes: 16 * 1024 * 1024,
+    maxSamplesPerRequest: 1_000_000,
+    maxSeriesPerRequest: 100_000,
+    maxLineBytes: 65_536,
+    maxNewSeriesPerMinute: 0,
+    maxSeriesPerMetric: 0,
+    maxConcurrentQueriesPerClient: 64,
+  },
   store: { ...DEFAULT_STORE_OPTIONS },
   storeSyncIntervalMs: 1000,
   kafka: {
@@ -224,6 +252,12 @@ export const SETTINGS: readonly SettingSpec[] = Object.freeze([
     range: [1, 9_999],
   },
   {
+    key: 'raft.readMode',
+    flag: 'raft-read-mode',
+    env: 'TIDEMARK_RAFT_READ_MODE',
+    kind: 'text',
+  },
+  {
     key: 'raft.compactEntries',
     flag: 'raft-compact-entries',
     env: 'TIDEMARK_RAFT_COMPACT_ENTRIES',
@@ -250,6 +284,48 @@ export const SETTINGS: readonly SettingSpec[] = Object.freeze([
     env: 'TIDEMARK_MAX_REQUEST_BYTES',
     kind: 'int',
     range: [1024, 1024 * 1024 * 1024],
+  },
+  {
+    key: 'limits.maxSamplesPerRequest',
+    flag: 'max-samples-per-request',
+    env: 'TIDEMARK_MAX_SAMPLES_PER_REQUEST',
+    kind: 'int',
+    range: [1, 100_000_000],
+  },
+  {
+    key: 'limits.maxSeriesPerRequest',
+    flag: 'max-series-per-request',
+    env: 'TIDEMARK_MAX_SERIES_PER_REQUEST',
+    kind: 'int',
+    range: [1, 100_000_000],
+  },
+  {
+    key: 'limits.maxLineBytes',
+    flag: 'max-line-bytes',
+    env: 'TIDEMARK_MAX_LINE_BYTES',
+    kind: 'int',
+    range: [64, 1024 * 1024 * 1024],
+  },
+  {
+    key: 'limits.maxNewSeriesPerMinute',
+    flag: 'max-new-series-per-minute',
+    env: 'TIDEMARK_MAX_NEW_SERIES_PER_MINUTE',
+    kind: 'int',
+    range: [0, 1_000_000_000],
+  },
+  {
+    key: 'limits.maxSeriesPerMetric',
+    flag: 'max-series-per-metric',
+    env: 'TIDEMARK_MAX_SERIES_PER_METRIC',
+    kind: 'int',
+    range: [0, 1_000_000_000],
+  },
+  {
+    key: 'limits.maxConcurrentQueriesPerClient',
+    flag: 'max-concurrent-queries-per-client',
+    env: 'TIDEMARK_MAX_CONCURRENT_QUERIES_PER_CLIENT',
+    kind: 'int',
+    range: [0, 1_000_000],
   },
   {
     key: 'storeSyncIntervalMs',
@@ -897,6 +973,18 @@ function resolve(layers: Layer[], hostname: string | undefined): NodeConfig {
   const num = (key: string): number => pick(key).value as number;
   const str = (key: string): string => pick(key).value as string;
 
+  // Raft read mode ('index' when unset).
+  const readModeG = pick('raft.readMode');
+  const readMode = readModeG.value ?? 'index';
+  if (readMode !== 'index' && readMode !== 'lease') {
+    throw fail(
+      'setting_invalid',
+      'raft.readMode',
+      readModeG.where,
+      `must be "index" or "lease", got ${show(readMode, readModeG.kind)}`,
+    );
+  }
+
   // Raft timing.
   const election = pick('raft.electionTicks');
   const heartbeat = pick('raft.heartbeatTicks');
@@ -1051,11 +1139,18 @@ function resolve(layers: Layer[], hostname: string | undefined): NodeConfig {
       electionTicks: num('raft.electionTicks'),
       heartbeatTicks: num('raft.heartbeatTicks'),
       compactEntries: num('raft.compactEntries'),
+      ...(readMode === 'lease' ? { readMode } : {}),
     },
     checkpointIntervalMs: num('checkpointIntervalMs'),
     limits: {
       maxProposalQueue: num('limits.maxProposalQueue'),
       maxRequestBytes: num('limits.maxRequestBytes'),
+      maxSamplesPerRequest: num('limits.maxSamplesPerRequest'),
+      maxSeriesPerRequest: num('limits.maxSeriesPerRequest'),
+      maxLineBytes: num('limits.maxLineBytes'),
+      maxNewSeriesPerMinute: num('limits.maxNewSeriesPerMinute'),
+      maxSeriesPerMetric: num('limits.maxSeriesPerMetric'),
+      maxConcurrentQueriesPerClient: num('limits.maxConcurrentQueriesPerClient'),
     },
     store: resolveStoreOptions(store as Partial<StoreOptions>),
     // Deferred store sync needs a peer to rebuild from after an OS crash: the default applies with R >= 2.

@@ -7,19 +7,29 @@ import { dataCorruption } from '../errors/index.js';
 import {
   decodeBatch,
   decodeDelete,
+  decodePolicy,
   EntryKind,
   encodeBatch,
   encodeDelete,
+  encodePolicy,
   entryKind,
   type KafkaPosition,
+  type ShardPolicy,
 } from '../ingest/batch-codec.js';
 import type { DeleteRequest, SampleBatch } from '../storage/index.js';
 
-export type { KafkaPosition };
+export type { KafkaPosition, ShardPolicy };
 
 export type ShardCommand =
   | { kind: 'batch'; batch: SampleBatch; kafka?: KafkaPosition }
-  | { kind: 'delete'; request: DeleteRequest };
+  | { kind: 'delete'; request: DeleteRequest }
+  | { kind: 'policy'; policy: ShardPolicy };
+
+/**
+ * Store meta key of the shard's retention (a policy entry's retentionMs, 8 bytes big-endian), written at the
+ * entry's index on every replica; absent until a policy entry was applied (the node's setting applies).
+ */
+export const RETENTION_MS_KEY = 'policy.retentionMs';
 
 export interface EntryCodec {
   /** Throws INVALID_ARGUMENT for what the format cannot carry (invalid series, timestamps, offsets). */
@@ -34,28 +44,42 @@ export interface EntryCodec {
  */
 export const KAFKA_NEXT_OFFSET_KEY = 'kafka.nextOffset';
 
-export function encodeNextOffset(next: number): Uint8Array {
+/** A store meta value holding a safe non-negative integer: 8 bytes big-endian. */
+export function encodeU64(v: number): Uint8Array {
   const b = new Uint8Array(8);
-  new DataView(b.buffer).setBigUint64(0, BigInt(next));
+  new DataView(b.buffer).setBigUint64(0, BigInt(v));
   return b;
+}
+
+export function decodeU64(v: Uint8Array, what: string): number {
+  if (v.length !== 8) throw dataCorruption(`${what}_invalid`, `a stored ${what} has ${v.length} bytes`);
+  return Number(new DataView(v.buffer, v.byteOffset, 8).getBigUint64(0));
+}
+
+export function encodeNextOffset(next: number): Uint8Array {
+  return encodeU64(next);
 }
 
 /** The stored next offset; 0 when nothing from Kafka was applied yet. */
 export function decodeNextOffset(v: Uint8Array | undefined): number {
-  if (v === undefined) return 0;
-  if (v.length !== 8)
-    throw dataCorruption('kafka_offset_invalid', `a stored Kafka offset has ${v.length} bytes`);
-  return Number(new DataView(v.buffer, v.byteOffset, 8).getBigUint64(0));
+  return v === undefined ? 0 : decodeU64(v, 'kafka_offset');
+}
+
+/** The shard's replicated retention, or undefined when no policy entry was applied yet. */
+export function decodeRetention(v: Uint8Array | undefined): number | undefined {
+  return v === undefined ? undefined : decodeU64(v, 'retention');
 }
 
 export const entryCodec: EntryCodec = {
   encode(cmd) {
     if (cmd.kind === 'delete') return encodeDelete(cmd.request);
+    if (cmd.kind === 'policy') return encodePolicy(cmd.policy);
     return encodeBatch(cmd.batch, cmd.kafka === undefined ? {} : { kafka: cmd.kafka });
   },
   decode(data) {
     const kind = entryKind(data);
     if (kind === EntryKind.delete) return { kind: 'delete', request: decodeDelete(data) };
+    if (kind === EntryKind.policy) return { kind: 'policy', policy: decodePolicy(data) };
     const { batch, extra } = decodeBatch(data);
     return extra.kafka === undefined
       ? { kind: 'batch', batch }

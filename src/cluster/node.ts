@@ -13,7 +13,7 @@
  * leadership toward each shard's preferred leader. close() refuses new writes, hands local leaderships to
  * caught-up peers (bounded), then closes the servers and replicas.
  */
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { MessageInitShape } from '@bufbuild/protobuf';
@@ -29,6 +29,7 @@ import type {
   WriteResult,
 } from '../api/cluster-service.js';
 import { addTidemarkService, matchersFromPb, matchersToPb } from '../api/grpc-service.js';
+import { addBackupService } from '../backup/service.js';
 import { closed, invalidArgument, isTidemarkError, notLeader, TidemarkError } from '../errors/index.js';
 import {
   type ExecuteRequest,
@@ -39,7 +40,15 @@ import {
   ShardReadService,
 } from '../gen/tidemark/v1/peer_pb.js';
 import { canonicalKeyFast, splitByShard } from '../ingest/batch.js';
-import { decodeBatch, encodeBatch } from '../ingest/batch-codec.js';
+import {
+  decodeBatch,
+  decodePolicy,
+  EntryKind,
+  encodeBatch,
+  encodePolicy,
+  entryKind,
+} from '../ingest/batch-codec.js';
+import { LimitGuard, limitSettingsOf, seriesIdsOfMetric, writeAdmitted } from '../limits/index.js';
 import { MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS, seriesIdOfKey, shardOf } from '../model/index.js';
 import {
   DEFAULT_DEADLINE_MS,
@@ -50,15 +59,20 @@ import {
   executeShard,
   type LastPoint,
   type LastRequest,
+  type LookupPartial,
+  lookupSeries,
+  parseLookupPost,
   type QueryOutcome,
   type QuerySpec,
   queryLast,
   runQuery,
+  type LookupRequest as SeriesLookupRequest,
   type ShardFn,
   type SuggestRequest,
   suggest,
 } from '../query/index.js';
 import { LmdbLogEnv } from '../raft/storage-lmdb.js';
+import { ConfChangeType } from '../raft/types.js';
 import { type NodeSecurity, nodeSecurity } from '../security/node-security.js';
 import type { LmdbShardStore } from '../storage/lmdb-store.js';
 import type { SampleBatch, SelectRequest } from '../storage/store.js';
@@ -76,6 +90,17 @@ import type { NodeConfig } from './config.js';
 import { GrpcSnapshotPeers } from './grpc-snapshot-peers.js';
 import { NodeKafka } from './kafka.js';
 import { type BalanceCandidate, type BalancerOptions, LeaderBalancer } from './leader-balancer.js';
+import {
+  decideIncarnation,
+  type HelloAnswer,
+  IDENTITY_FILE,
+  memberId,
+  newIncarnation,
+  nodeOfMember,
+  RAFT_LOG_DIR,
+  readIdentity,
+  writeIdentity,
+} from './member.js';
 import { NodeMetrics } from './node-metrics.js';
 import { type ReplicaDriverOptions, ShardReplica, type SnapshotRegistry } from './replica.js';
 import { ShardMap } from './shard-map.js';
@@ -85,6 +110,14 @@ import type { SnapshotPeers } from './store-snapshot.js';
 export interface NodeLogger {
   info(obj: object, msg?: string): void;
   warn(obj: object, msg?: string): void;
+  child?(bindings: Record<string, unknown>): NodeLogger;
+  bindings?(): Record<string, unknown>;
+}
+
+/** The node's log lines carry `node`: a child logger, unless the given one binds it already (`tidemark start`). */
+function nodeLogger(logger: NodeLogger | undefined, id: string): NodeLogger | undefined {
+  if (logger?.child === undefined || logger.bindings?.().node !== undefined) return logger;
+  return logger.child({ node: id });
 }
 
 export interface TidemarkNodeDeps {
@@ -100,6 +133,8 @@ export interface TidemarkNodeDeps {
   checkpointIntervalMs?: number;
   /** How often local replicas' leaders are observed and balancing runs (ms, default 100). */
   observeIntervalMs?: number;
+  /** How often each local replica runs its retention pass (ms, default 60,000). */
+  retentionIntervalMs?: number;
   /** Leader balancing; `false` disables it. */
   balancer?: BalancerOptions | false;
   /** Default write deadline (ms, default 10,000). */
@@ -169,6 +204,52 @@ function unavailable(reason: string, message: string, retryAfterMs = 50): Tidema
 }
 
 /** A listen address others can dial: a wildcard host is replaced by the advertised peer host. */
+/**
+ * The incarnation of a node starting on an empty data directory (./member.ts decideIncarnation): asks every
+ * peer hosting one of this node's shards until the answers decide. Waits while a needed peer is silent:
+ * founding a group that has made progress would let this node's lost votes and acknowledgements count.
+ */
+async function decideIdentity(
+  config: NodeConfig,
+  map: ShardMap,
+  peer: PeerTransport,
+  logger: NodeLogger | undefined,
+): Promise<string> {
+  const shardPeers = new Map<number, string[]>();
+  for (const shard of map.shardsOfNode(config.nodeId)) {
+    shardPeers.set(
+      shard,
+      map.replicasOf(shard).filter((n) => n !== config.nodeId),
+    );
+  }
+  const askees = [...new Set([...shardPeers.values()].flat())];
+  const answers = new Map<string, HelloAnswer>();
+  const started = Date.now();
+  let warned = started;
+  for (;;) {
+    await Promise.all(
+      askees
+        .filter((n) => !answers.has(n))
+        .map((n) =>
+          peer.hello(n, 1000).then(
+            (a) => void answers.set(n, a),
+            () => {},
+          ),
+        ),
+    );
+    const decided = decideIncarnation(shardPeers, answers, () => newIncarnation());
+    if (decided !== undefined) return decided;
+    if (Date.now() - warned > 10_000) {
+      warned = Date.now();
+      logger?.warn(
+        { waiting: askees.filter((n) => !answers.has(n)), waitedMs: warned - started },
+        'empty data directory: waiting for peers to tell whether the cluster is new',
+      );
+    }
+    await sleep(250);
+  }
+}
+
 function dialable(listen: string, advertisePeer: string): string {
   const colon = listen.lastIndexOf(':');
   const host = listen.slice(0, colon);
@@ -202,6 +283,8 @@ export class TidemarkNode implements ClusterService {
   private readonly log: NodeLogger | undefined;
   /** The node's Prometheus metrics (its own registry; ./node-metrics.ts). */
   readonly metrics: NodeMetrics;
+  /** Request, series and query limits (src/limits); the HTTP API finds it here (guardOf). */
+  readonly limitGuard: LimitGuard;
   /** Kafka ingestion (./kafka.ts); undefined when not configured. */
   kafka: NodeKafka | undefined;
 
@@ -220,9 +303,23 @@ export class TidemarkNode implements ClusterService {
     this.endpoints = endpoints;
     this.map = map;
     this.writeTimeoutMs = deps.writeTimeoutMs ?? 10_000;
-    this.log = deps.logger;
+    this.log = nodeLogger(deps.logger, config.nodeId);
     this.balancer = deps.balancer === false ? undefined : new LeaderBalancer(deps.balancer);
-    this.metrics = new NodeMetrics({ replicas: () => this.replicas, peerStats: () => peer.stats });
+    this.metrics = new NodeMetrics({
+      replicas: () => this.replicas,
+      peerStats: () => peer.stats,
+      kafkaSamples: () => this.kafka?.status(),
+    });
+    this.limitGuard = new LimitGuard({
+      settings: limitSettingsOf(config),
+      registry: this.metrics.registry,
+      shards: config.shards,
+      // The series limiter reads which series a local shard store holds (only on its leader).
+      seed: (shard, metric) => {
+        const r = this.replicas.get(shard);
+        return r === undefined ? [] : seriesIdsOfMetric(r.store, metric);
+      },
+    });
   }
 
   /** Starts the peer transport, opens the local replicas, then serves the client API. */
@@ -230,6 +327,22 @@ export class TidemarkNode implements ClusterService {
     const map = ShardMap.fromConfig(config);
     const replicas = new Map<number, ShardReplica>();
     let node: TidemarkNode | undefined;
+    // Membership (./member.ts): what this node tells a peer with an empty data directory.
+    const priorIdentity = readIdentity(config.dataDir, config.nodeId);
+    const hello = (): HelloAnswer => {
+      const hosted = map.shardsOfNode(config.nodeId);
+      if (replicas.size === 0) {
+        // Not open yet: a data directory with state may hold progress (say so); a new one holds none.
+        return { node: config.nodeId, started: false, progressedShards: priorIdentity ? hosted : [] };
+      }
+      const progressed: number[] = [];
+      for (const [shard, r] of replicas) {
+        const st = r.driver.status();
+        if (st.term > 1 || st.lastIndex > map.replicasOf(shard).length || st.firstIndex > 1)
+          progressed.push(shard);
+      }
+      return { node: config.nodeId, started: true, progressedShards: progressed };
+    };
     const peers = new Map(config.peers.filter((p) => p.id !== config.nodeId).map((p) => [p.id, p.address]));
     const peerMaxBytes = Math.max(config.limits.maxRequestBytes, 1024 * 1024) + 64 * 1024;
     // security: TLS credentials + client-API auth from config.tls / config.auth (src/security).
@@ -246,6 +359,8 @@ export class TidemarkNode implements ClusterService {
         if (node === undefined) throw unavailable('node_starting', `node ${config.nodeId} is starting`);
         return node.serveForward(req);
       },
+      onHello: hello,
+      onJoin: async (shard, member) => (node === undefined ? false : node.serveJoin(shard, member)),
     });
     const grpcSnapshots =
       deps.snapshots === undefined
@@ -283,18 +398,48 @@ export class TidemarkNode implements ClusterService {
       throw err;
     }
     // Every local shard's Raft log in one environment: their saves share fsyncs (docs/format/raft-log.md).
+    let identity = priorIdentity;
+    if (identity === undefined) {
+      try {
+        identity = {
+          format: 1,
+          nodeId: config.nodeId,
+          incarnation: await decideIdentity(config, map, peer, deps.logger),
+          createdAtMs: Date.now(),
+        };
+      } catch (err) {
+        await peer.close();
+        grpcSnapshots?.close();
+        peerServer.forceShutdown();
+        throw err;
+      }
+      writeIdentity(config.dataDir, identity);
+      if (identity.incarnation !== '') {
+        deps.logger?.warn(
+          { incarnation: identity.incarnation },
+          'empty data directory in a cluster that has made progress: rejoining as a new member (rebuilt by snapshot)',
+        );
+      }
+    } else if (!existsSync(join(config.dataDir, IDENTITY_FILE))) {
+      writeIdentity(config.dataDir, identity);
+    }
+    const member = memberId(config.nodeId, identity.incarnation);
+    const founding = priorIdentity === undefined && identity.incarnation === '';
     mkdirSync(config.dataDir, { recursive: true });
-    const logEnv = LmdbLogEnv.open(join(config.dataDir, 'raft-log'), { maxLogs: config.shards });
+    const logEnv = LmdbLogEnv.open(join(config.dataDir, RAFT_LOG_DIR), { maxLogs: config.shards });
     try {
       for (const shard of map.shardsOfNode(config.nodeId)) {
         const r = await ShardReplica.open({
           shard,
           nodeId: config.nodeId,
+          memberId: member,
           dataDir: config.dataDir,
-          transport: peer.shard(shard),
+          transport: peer.shard(shard, member),
           snapshotPeers: snapshots,
           snapshotRegistry: snapshots,
-          voters: [...map.replicasOf(shard)],
+          // Groups are founded only at a founding node's first start. A new incarnation, or a shard newly
+          // placed on this node (the peer list changed), founds nothing: it waits to be added (serveJoin).
+          ...(founding ? { voters: [...map.replicasOf(shard)] } : {}),
           logEnv,
           storeOptions: { ...config.store, syncIntervalMs: config.storeSyncIntervalMs },
           checkpointIntervalMs: deps.checkpointIntervalMs ?? config.checkpointIntervalMs,
@@ -304,11 +449,16 @@ export class TidemarkNode implements ClusterService {
             heartbeatTick: config.raft.heartbeatTicks,
             maxPendingProposals: config.limits.maxProposalQueue,
             compactThreshold: config.raft.compactEntries,
+            ...(config.raft.readMode === 'lease' ? { readMode: 'lease' as const } : {}),
             ...deps.driver,
           },
-          onFatal: (err) => deps.logger?.warn({ shard, err: String(err) }, 'shard replica stopped'),
+          onFatal: (err) =>
+            nodeLogger(deps.logger, config.nodeId)?.warn(
+              { shard, term: replicas.get(shard)?.driver.status().term, err: String(err) },
+              'shard replica stopped',
+            ),
           onStoreDiscarded: (aside) =>
-            deps.logger?.warn(
+            nodeLogger(deps.logger, config.nodeId)?.warn(
               { shard, aside },
               'shard store had unsynced commits at an OS restart: set aside, rebuilding from the log or a peer',
             ),
@@ -334,7 +484,8 @@ export class TidemarkNode implements ClusterService {
       node.logEnv = logEnv;
       node.security = sec;
       const self = node;
-      addTidemarkService(server, node, {
+      // The gRPC API's view of the node: queries timed and samples counted under `grpc` (node-metrics.ts).
+      addTidemarkService(server, node.metrics.instrument(node, 'grpc'), {
         // Configured client addresses (--peer-clients / StatefulSet); this node's own bound one when not given.
         clientAddresses: () => ({
           ...config.peerClients,
@@ -342,7 +493,10 @@ export class TidemarkNode implements ClusterService {
         }),
         defaultWriteTimeoutMs: node.writeTimeoutMs,
         authorize: sec.authorize,
+        guard: node.limitGuard,
       });
+      // Consistent backup (docs/backup.md); needs the admin role when auth is on.
+      addBackupService(server, node, { authorize: sec.authorize });
       // Kafka: checks the topic (exactly S partitions) before serving; observe() starts the ingesters.
       node.kafka = await NodeKafka.open({
         config,
@@ -375,9 +529,201 @@ export class TidemarkNode implements ClusterService {
     try {
       this.observe();
       this.balance();
+      this.reconcileMembership();
+      this.retain();
     } catch (err) {
       this.log?.warn({ err: String(err) }, 'observe/balance failed');
     }
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // Retention (docs/cluster.md, "Retention")
+
+  private lastRetention = 0;
+  private retaining = false;
+
+  /**
+   * Every retentionIntervalMs each local replica drops what is older than its retention: the shard's
+   * replicated policy (setRetention), else the node's store.retentionMs. One pass at a time.
+   */
+  private retain(): void {
+    const now = Date.now();
+    if (this.retaining || now - this.lastRetention < (this.deps.retentionIntervalMs ?? 60_000)) return;
+    this.lastRetention = now;
+    this.retaining = true;
+    void (async () => {
+      for (const [shard, r] of this.replicas) {
+        if (this.closing) break;
+        try {
+          const res = await r.store.applyRetention(now, r.retentionMs(this.config.store.retentionMs));
+          this.metrics.observeRetention(shard, res);
+        } catch (err) {
+          // UNAVAILABLE during a snapshot install or CLOSED at shutdown: the next pass catches up.
+          if (!isTidemarkError(err, 'UNAVAILABLE') && !isTidemarkError(err, 'CLOSED'))
+            this.log?.warn({ shard, err: String(err) }, 'retention pass failed');
+        }
+      }
+    })().finally(() => {
+      this.retaining = false;
+    });
+  }
+
+  async setRetention(retentionMs: number, options: { deadline?: number } = {}): Promise<number[]> {
+    if (this.closing) throw closed(`node ${this.id}`);
+    const policy = { retentionMs };
+    const encoded = encodePolicy(policy); // validates (INVALID_ARGUMENT retentionMs)
+    const deadline = options.deadline ?? Date.now() + this.writeTimeoutMs;
+    const shards = Array.from({ length: this.config.shards }, (_, s) => s);
+    await Promise.all(shards.map((shard) => this.proposePolicy(shard, policy, encoded, deadline)));
+    this.lastRetention = 0; // apply it at the next tick
+    this.log?.info({ retentionMs }, 'retention set on every shard');
+    return shards;
+  }
+
+  /** Proposes a policy entry to a shard's leader (local or forwarded), retrying leader changes until the deadline. */
+  private async proposePolicy(
+    shard: number,
+    policy: { retentionMs: number },
+    encoded: Uint8Array,
+    deadline: number,
+  ): Promise<void> {
+    let hint: string | undefined;
+    for (let attempt = 0; ; attempt++) {
+      if (this.closing) throw closed(`node ${this.id}`);
+      if (Date.now() >= deadline) {
+        throw new TidemarkError(
+          'DEADLINE_EXCEEDED',
+          'deadline_exceeded',
+          `shard ${shard}: policy not committed in time`,
+          {
+            outcome: 'unknown',
+            shard,
+          },
+        );
+      }
+      const target = this.targetOf(shard, hint, attempt);
+      hint = undefined;
+      try {
+        if (target === this.id) {
+          const r = this.replicas.get(shard);
+          if (r === undefined || !r.isLeader()) throw notLeader(r?.leader() || undefined);
+          await r.setPolicy(policy, { deadline });
+        } else {
+          await this.peer.forward(target, shard, encoded, { deadline });
+        }
+        return;
+      } catch (err) {
+        if (!isTidemarkError(err)) throw err;
+        if (err.code === 'NOT_LEADER' && typeof err.details.leaderHint === 'string')
+          hint = err.details.leaderHint;
+        else if (!['NOT_LEADER', 'UNAVAILABLE', 'RESOURCE_EXHAUSTED', 'CLOSED'].includes(err.code)) throw err;
+        this.map = this.map.withObservedLeader(shard, '', this.map.shard(shard).term);
+      }
+      await sleep(Math.min(50 * 2 ** Math.min(attempt, 4), 500, deadline - Date.now()));
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // Membership (docs/cluster.md, "Membership and rejoining")
+
+  private lastJoinAsk = 0;
+  private readonly confChanging = new Set<number>();
+
+  /**
+   * A replica of a new incarnation asks the shard's replicas to add it, until it is in its own configuration.
+   * On a leader: a learner on a node the placement names is promoted once caught up, after the node's old
+   * member (a lost incarnation) is removed; one configuration change at a time per shard.
+   */
+  private reconcileMembership(): void {
+    const now = Date.now();
+    const ask = now - this.lastJoinAsk >= 1000;
+    if (ask) this.lastJoinAsk = now;
+    for (const [shard, r] of this.replicas) {
+      const st = r.driver.status();
+      const members = [...st.conf.voters, ...st.conf.learners];
+      if (ask && !members.includes(r.memberId)) {
+        for (const n of this.map.replicasOf(shard)) {
+          if (n !== this.id) void this.peer.join(n, shard, r.memberId, 1000).catch(() => {});
+        }
+      }
+      if (st.role !== 'leader' || this.confChanging.has(shard)) continue;
+      const placed = this.map.replicasOf(shard);
+      const { members: progress } = r.progress();
+      if (this.removeUnplaced(shard, r, st.conf.voters, placed)) continue;
+      for (const learner of st.conf.learners) {
+        const node = nodeOfMember(learner);
+        const p = progress.get(learner);
+        if (!placed.includes(node) || p === undefined || p.match + 256 < st.commit) continue;
+        const old = st.conf.voters.find((v) => v !== learner && nodeOfMember(v) === node);
+        this.changeConf(
+          shard,
+          r,
+          old === undefined
+            ? { type: ConfChangeType.AddVoter, node: learner }
+            : { type: ConfChangeType.RemoveNode, node: old },
+        );
+        break;
+      }
+    }
+  }
+
+  /**
+   * After the peer list changed, voters on nodes the placement no longer names leave once every placed node
+   * has a voter (one at a time; a leader on such a node first hands over to a placed voter).
+   */
+  private removeUnplaced(
+    shard: number,
+    r: ShardReplica,
+    voters: string[],
+    placed: readonly string[],
+  ): boolean {
+    const unplaced = voters.filter((v) => !placed.includes(nodeOfMember(v)));
+    if (unplaced.length === 0) return false;
+    if (!placed.every((n) => voters.some((v) => nodeOfMember(v) === n))) return false;
+    const victim = unplaced.find((v) => v !== r.memberId);
+    if (victim !== undefined) {
+      this.changeConf(shard, r, { type: ConfChangeType.RemoveNode, node: victim });
+    } else {
+      const to = this.bestSuccessor(shard, r);
+      if (to !== undefined && placed.includes(to)) r.transferLeader(to);
+    }
+    return true;
+  }
+
+  private changeConf(shard: number, r: ShardReplica, cc: { type: ConfChangeType; node: string }): void {
+    this.confChanging.add(shard);
+    const what = ConfChangeType[cc.type];
+    this.log?.info({ shard, change: what, member: cc.node }, 'changing shard membership');
+    r.driver
+      .proposeConfChange(cc)
+      .then(
+        () => this.log?.info({ shard, change: what, member: cc.node }, 'shard membership changed'),
+        (err: unknown) =>
+          this.log?.warn(
+            { shard, change: what, member: cc.node, err: String(err) },
+            'membership change failed',
+          ),
+      )
+      .finally(() => this.confChanging.delete(shard));
+  }
+
+  /** PeerService.Join: on the shard's leader, adds a placed node's new member as a learner. */
+  serveJoin(shard: number, member: string): boolean {
+    const r = this.replicas.get(shard);
+    if (r === undefined || !r.isLeader() || this.closing) return false;
+    const node = nodeOfMember(member);
+    if (!this.map.replicasOf(shard).includes(node)) {
+      throw invalidArgument(
+        'join_not_placed',
+        'member',
+        `node ${node} holds no replica of shard ${shard} in the shard map`,
+      );
+    }
+    const conf = r.driver.status().conf;
+    if (conf.voters.includes(member) || conf.learners.includes(member)) return true;
+    if (!this.confChanging.has(shard))
+      this.changeConf(shard, r, { type: ConfChangeType.AddLearner, node: member });
+    return false;
   }
 
   /** Records every local replica's leader/term in the shard map. */
@@ -385,9 +731,13 @@ export class TidemarkNode implements ClusterService {
     const now = Date.now();
     const obs = [];
     for (const [shard, r] of this.replicas) {
-      const s = r.driver.status();
+      const s = r.raftStatus();
       obs.push({ shard, leader: s.leader, term: s.term });
-      this.metrics.observeLeader(shard, s.leader);
+      if (this.metrics.observeLeader(shard, s.leader))
+        this.log?.info(
+          { shard, term: s.term, leader: s.leader, role: s.role },
+          s.leader === '' ? 'shard has no leader' : 'shard leader changed',
+        );
       const prev = this.leaderSince.get(shard);
       if (prev === undefined || prev.leader !== s.leader)
         this.leaderSince.set(shard, { leader: s.leader, since: now });
@@ -404,25 +754,22 @@ export class TidemarkNode implements ClusterService {
       if (!r.isLeader()) continue;
       const preferred = this.map.preferredLeaderOf(shard);
       if (preferred === this.id) continue;
-      const core = r.driver.coreStatus() as
-        | {
-            progress?: Map<string, { match: number; recentActive: boolean; isLearner: boolean }>;
-            lastIndex: number;
-          }
-        | undefined;
-      const p = core?.progress?.get(preferred);
+      const p = r.progressOf(preferred);
       candidates.push({
         shard,
         self: this.id,
         preferred,
         leaderSince: this.leaderSince.get(shard)?.since ?? now,
-        lastIndex: core?.lastIndex ?? Number.POSITIVE_INFINITY,
+        lastIndex: r.isLeader() ? r.progress().lastIndex : Number.POSITIVE_INFINITY,
         preferredProgress:
           p === undefined || p.isLearner ? undefined : { match: p.match, recentActive: p.recentActive },
       });
     }
     for (const t of this.balancer.round(candidates, now)) {
-      this.log?.info({ shard: t.shard, to: t.to }, 'transferring leadership to the preferred leader');
+      this.log?.info(
+        { shard: t.shard, term: this.replicas.get(t.shard)?.driver.status().term, to: t.to },
+        'transferring leadership to the preferred leader',
+      );
       this.replicas.get(t.shard)?.transferLeader(t.to);
     }
   }
@@ -526,7 +873,16 @@ export class TidemarkNode implements ClusterService {
           if (r === undefined)
             throw notLeader(undefined, `node ${this.id} holds no replica of shard ${shard}`);
           if (!r.isLeader()) throw notLeader(r.leader() || undefined);
-          const res = await this.metrics.trackProposal(shard, r.write(part, { deadline }));
+          // Series limits (src/limits) on the shard leader, before proposing.
+          const g = this.limitGuard;
+          const res = await writeAdmitted(
+            g.series,
+            g.counter,
+            shard,
+            () => r.driver.status().term,
+            part,
+            (b) => this.metrics.trackProposal(shard, r.write(b, { deadline })),
+          );
           return { accepted: res.accepted, rejected: res.rejected };
         }
         encoded ??= encodeBatch(part);
@@ -594,11 +950,27 @@ export class TidemarkNode implements ClusterService {
       const h = r.leader();
       throw notLeader(h === '' || h === this.id ? undefined : h);
     }
+    if (entryKind(req.batch) === EntryKind.policy) {
+      await r.setPolicy(
+        decodePolicy(req.batch),
+        req.deadline === undefined ? {} : { deadline: req.deadline },
+      );
+      return { accepted: 0, rejected: [] };
+    }
     const { batch } = decodeBatch(req.batch);
     checkShardOfSeries(batch, req.shard, this.config.shards);
-    const res = await this.metrics.trackProposal(
+    const g = this.limitGuard;
+    const res = await writeAdmitted(
+      g.series,
+      g.counter,
       req.shard,
-      r.write(batch, req.deadline === undefined ? {} : { deadline: req.deadline }),
+      () => r.driver.status().term,
+      batch,
+      (b) =>
+        this.metrics.trackProposal(
+          req.shard,
+          r.write(b, req.deadline === undefined ? {} : { deadline: req.deadline }),
+        ),
     );
     return {
       accepted: res.accepted,
@@ -659,12 +1031,14 @@ export class TidemarkNode implements ClusterService {
           },
         );
     });
-    return runQuery(spec, shards, {
-      deadlineMs: Math.max(1, deadline - Date.now()),
-      ...(options.partial ? { partial: true } : {}),
-      ...(options.limits ? { limits: options.limits } : {}),
-      ...(options.signal ? { signal: options.signal } : {}),
-    });
+    return this.metrics.countLimitHits(
+      runQuery(spec, shards, {
+        deadlineMs: Math.max(1, deadline - Date.now()),
+        ...(options.partial ? { partial: true } : {}),
+        ...(options.limits ? { limits: options.limits } : {}),
+        ...(options.signal ? { signal: options.signal } : {}),
+      }),
+    );
   }
 
   async suggest(request: SuggestRequest, options: ReadOptions = {}): Promise<string[]> {
@@ -683,8 +1057,15 @@ export class TidemarkNode implements ClusterService {
     return lists.flat();
   }
 
+  /** OpenTSDB /api/search/lookup: per shard, its first startIndex + limit matches and its total. */
+  lookup(request: SeriesLookupRequest, options: ReadOptions = {}): Promise<LookupPartial[]> {
+    return this.lookupAll<LookupPartial>('lookup', request, options, (store) =>
+      lookupSeries([store], request),
+    );
+  }
+
   private lookupAll<T>(
-    kind: 'suggest' | 'last',
+    kind: 'suggest' | 'last' | 'lookup',
     request: object,
     options: ReadOptions,
     local: (store: LmdbShardStore) => T,
@@ -799,7 +1180,8 @@ export class TidemarkNode implements ClusterService {
     else if (req.kind === 'last') {
       const b = body as LastRequest & { now?: unknown };
       out = queryLast([store], b, typeof b.now === 'number' ? b.now : Date.now());
-    } else throw invalidArgument('lookup_kind_invalid', 'kind', `unknown lookup ${JSON.stringify(req.kind)}`);
+    } else if (req.kind === 'lookup') out = lookupSeries([store], parseLookupPost(body));
+    else throw invalidArgument('lookup_kind_invalid', 'kind', `unknown lookup ${JSON.stringify(req.kind)}`);
     return { response: utf8.encode(JSON.stringify(out)) };
   }
 
@@ -925,7 +1307,8 @@ export class TidemarkNode implements ClusterService {
       nodeId: this.id,
       shardCount: this.config.shards,
       replicas: [...this.replicas].map(([shard, r]) => {
-        const s = r.driver.status();
+        const s = r.raftStatus();
+        const conf = r.driver.status().conf;
         return {
           shard,
           role: s.role,
@@ -935,6 +1318,15 @@ export class TidemarkNode implements ClusterService {
           leader: s.leader,
           firstIndex: s.firstIndex,
           lastIndex: s.lastIndex,
+          voters: [...conf.voters],
+          learners: [...conf.learners],
+          retentionMs: (() => {
+            try {
+              return r.retentionMs(this.config.store.retentionMs);
+            } catch {
+              return this.config.store.retentionMs;
+            }
+          })(),
         };
       }),
     };
@@ -1003,7 +1395,7 @@ export class TidemarkNode implements ClusterService {
         `node ${this.id} does not lead shard ${shard}`,
       );
     }
-    const voters = r.driver.status().conf.voters;
+    const voters = r.raftStatus().conf.voters;
     let target = to;
     if (target === '') target = this.bestSuccessor(shard, r) ?? '';
     if (target === '' || target === this.id || !voters.includes(target)) {
@@ -1016,7 +1408,7 @@ export class TidemarkNode implements ClusterService {
     const deadline = options.deadline ?? Date.now() + this.writeTimeoutMs;
     r.transferLeader(target);
     for (;;) {
-      const s = r.driver.status();
+      const s = r.raftStatus();
       if (s.leader !== '' && s.leader !== this.id) return { leader: s.leader, term: s.term };
       if (Date.now() >= deadline) {
         throw unavailable(
@@ -1030,12 +1422,10 @@ export class TidemarkNode implements ClusterService {
 
   /** The most caught-up, recently active other voter of a shard this node leads (the preferred one on ties). */
   private bestSuccessor(shard: number, r: ShardReplica): string | undefined {
-    const core = r.driver.coreStatus() as
-      | { progress?: Map<string, { match: number; recentActive: boolean; isLearner: boolean }> }
-      | undefined;
     let best: string | undefined;
     let bestMatch = -1;
-    for (const [id, p] of core?.progress ?? []) {
+    for (const [member, p] of r.progress().members) {
+      const id = nodeOfMember(member);
       if (id === this.id || p.isLearner || !p.recentActive) continue;
       const match = p.match + (id === this.map.preferredLeaderOf(shard) ? 0.5 : 0);
       if (match > bestMatch) {

@@ -34,7 +34,15 @@ import type {
   SelectRequest,
   SeriesData,
 } from '../storage/store.js';
-import { type EntryCodec, entryCodec, type KafkaPosition } from './entry.js';
+import {
+  decodeRetention,
+  type EntryCodec,
+  entryCodec,
+  type KafkaPosition,
+  RETENTION_MS_KEY,
+  type ShardPolicy,
+} from './entry.js';
+import { memberOfNode, nodeOfMember } from './member.js';
 import { ShardStateMachine, type SnapshotPeers, type SnapshotSource } from './store-snapshot.js';
 
 /** Where a replica announces its image server (MemorySnapshotNetwork implements it). */
@@ -52,6 +60,7 @@ export type ReplicaDriverOptions = Partial<
     | 'heartbeatTick'
     | 'preVote'
     | 'checkQuorum'
+    | 'readMode'
     | 'maxSizePerMsg'
     | 'maxInflightMsgs'
     | 'maxUncommittedEntriesSize'
@@ -69,6 +78,8 @@ export type ReplicaDriverOptions = Partial<
 export interface ShardReplicaOptions {
   shard: number;
   nodeId: NodeId;
+  /** This replica's Raft member id (./member.ts); default the node id (the founding incarnation). */
+  memberId?: string;
   dataDir: string;
   transport: Transport;
   /** Finds peers' image servers (snapshot install). */
@@ -76,9 +87,9 @@ export interface ShardReplicaOptions {
   /** If given, the replica registers its own image server there (and unregisters on close). */
   snapshotRegistry?: SnapshotRegistry;
   /**
-   * Founding voters of the group: the configuration of a brand-new (empty) log. Ignored once the log has
-   * state. A replica joining an existing group later omits it (it learns the configuration from the log or
-   * a snapshot).
+   * Founding voters (member ids) of the group: the configuration of a brand-new (empty) log. Ignored once the
+   * log has state. A replica joining an existing group later omits it (it learns the configuration from the
+   * log or a snapshot).
    */
   voters?: NodeId[];
   storeOptions?: Partial<LmdbStoreOptions>;
@@ -99,6 +110,13 @@ export interface ShardReplicaOptions {
   installFaults?: InstallFaultHook;
   /** Called if the replica's driver stops on an unrecoverable error. */
   onFatal?: (err: unknown) => void;
+}
+
+/** A member's replication progress as the leader tracks it. */
+export interface PeerProgress {
+  match: number;
+  recentActive: boolean;
+  isLearner: boolean;
 }
 
 export interface WriteOptions {
@@ -141,6 +159,8 @@ export class ShardReplica {
   private checkpointTimer: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly codec: EntryCodec;
+  /** This replica's Raft member id (the node id, or `<node>~<incarnation>` after a rejoin). */
+  readonly memberId: string;
 
   private constructor(
     readonly shard: number,
@@ -154,6 +174,7 @@ export class ShardReplica {
     private readonly recovery: SwapRecovery,
   ) {
     this.codec = opts.codec ?? entryCodec;
+    this.memberId = opts.memberId ?? opts.nodeId;
   }
 
   /** Opens (creating if needed) the replica's directories, repairs an interrupted install, starts Raft. */
@@ -196,7 +217,7 @@ export class ShardReplica {
         // Before the driver has started (a restore from RaftDriver.start) its conf is still empty.
         const live = driver?.status().conf;
         const c = live !== undefined && live.voters.length > 0 ? live : log.initialState().conf;
-        return [...c.voters, ...c.learners];
+        return [...c.voters, ...c.learners].map(nodeOfMember);
       },
       termOf: (i) => log.term(i),
       ...(opts.snapshotChunkBytes ? { chunkBytes: opts.snapshotChunkBytes } : {}),
@@ -210,7 +231,7 @@ export class ShardReplica {
     const ceiling = Math.max(init.hardState.commit, log.snapshotMeta().index);
     sm.ceiling = ceiling;
     driver = new RaftDriver({
-      id: opts.nodeId,
+      id: opts.memberId ?? opts.nodeId,
       storage: log,
       transport: opts.transport,
       stateMachine: sm,
@@ -251,13 +272,32 @@ export class ShardReplica {
     const data = this.codec.encode(
       options.kafka ? { kind: 'batch', batch, kafka: options.kafka } : { kind: 'batch', batch },
     );
-    return this.withDeadline(this.driver.propose(data), options.deadline, 'write') as Promise<ApplyResult>;
+    return this.withDeadline(
+      this.driver.propose(data).catch(nodeHint),
+      options.deadline,
+      'write',
+    ) as Promise<ApplyResult>;
+  }
+
+  /** Proposes a policy entry (same semantics as write): every replica applies it at the same index. */
+  setPolicy(policy: ShardPolicy, options: WriteOptions = {}): Promise<unknown> {
+    const data = this.codec.encode({ kind: 'policy', policy });
+    return this.withDeadline(this.driver.propose(data).catch(nodeHint), options.deadline, 'write');
+  }
+
+  /** The retention this replica applies: its shard's replicated policy, else `fallback` (the node setting). */
+  retentionMs(fallback: number): number {
+    return decodeRetention(this.stateMachine.store.getMeta(RETENTION_MS_KEY)) ?? fallback;
   }
 
   /** Proposes a delete (same semantics as write). */
   delete(request: DeleteRequest, options: WriteOptions = {}): Promise<DeleteResult> {
     const data = this.codec.encode({ kind: 'delete', request });
-    return this.withDeadline(this.driver.propose(data), options.deadline, 'delete') as Promise<DeleteResult>;
+    return this.withDeadline(
+      this.driver.propose(data).catch(nodeHint),
+      options.deadline,
+      'delete',
+    ) as Promise<DeleteResult>;
   }
 
   /**
@@ -270,13 +310,15 @@ export class ShardReplica {
    */
   async readBarrier(options: ReadOptions = {}): Promise<LmdbShardStore> {
     if (this.closed) throw new TidemarkError('CLOSED', 'closed', 'shard replica is closed');
-    if (!options.stale) await this.withDeadline(this.driver.readIndex(), options.deadline, 'read');
+    if (!options.stale)
+      await this.withDeadline(this.driver.readIndex().catch(nodeHint), options.deadline, 'read');
     return this.stateMachine.store;
   }
 
   async read(request: SelectRequest, options: ReadOptions = {}): Promise<SeriesData[]> {
     if (this.closed) throw new TidemarkError('CLOSED', 'closed', 'shard replica is closed');
-    if (!options.stale) await this.withDeadline(this.driver.readIndex(), options.deadline, 'read');
+    if (!options.stale)
+      await this.withDeadline(this.driver.readIndex().catch(nodeHint), options.deadline, 'read');
     return this.stateMachine.store.select(request);
   }
 
@@ -293,7 +335,7 @@ export class ShardReplica {
       nodeId: this.nodeId,
       role: s.role,
       term: s.term,
-      leader: s.leader,
+      leader: s.leader === '' ? '' : nodeOfMember(s.leader),
       commit: s.commit,
       applied: s.applied,
       durableApplied: durable,
@@ -309,12 +351,53 @@ export class ShardReplica {
     return this.driver.isLeader();
   }
 
+  /** The node of the shard's leader ('' when unknown). */
   leader(): NodeId | '' {
-    return this.driver.leader();
+    const l = this.driver.leader();
+    return l === '' ? '' : nodeOfMember(l);
   }
 
+  /**
+   * The driver's status in node terms: leader as a node id, configuration as node ids (during a rejoin a
+   * node has two members, its old voter and its new learner: it is listed once, where its newest member is).
+   */
+  raftStatus(): DriverStatus {
+    const s = this.driver.status();
+    const voters = s.conf.voters.map(nodeOfMember);
+    const learners = s.conf.learners.map(nodeOfMember).filter((n) => !voters.includes(n));
+    return {
+      ...s,
+      leader: s.leader === '' ? '' : nodeOfMember(s.leader),
+      conf: { voters: [...new Set(voters)], learners: [...new Set(learners)] },
+    };
+  }
+
+  /** The member id of `node` in this group's configuration (voters first), if it has one. */
+  memberOf(node: NodeId): string | undefined {
+    const c = this.driver.status().conf;
+    return memberOfNode(c.voters, node) ?? memberOfNode(c.learners, node);
+  }
+
+  /**
+   * The leader's view of each member's replication progress (empty on a follower), keyed by member id, and
+   * the leader's last log index.
+   */
+  progress(): { members: Map<string, PeerProgress>; lastIndex: number } {
+    const core = this.driver.coreStatus() as
+      | { progress?: Map<string, PeerProgress>; lastIndex: number }
+      | undefined;
+    return { members: core?.progress ?? new Map(), lastIndex: core?.lastIndex ?? 0 };
+  }
+
+  /** Progress of the replica on `node` (its member in the configuration), on the leader. */
+  progressOf(node: NodeId): PeerProgress | undefined {
+    const m = this.memberOf(node);
+    return m === undefined ? undefined : this.progress().members.get(m);
+  }
+
+  /** Hands leadership to the replica on `node` (a voter). */
   transferLeader(to: NodeId): void {
-    this.driver.transferLeader(to);
+    this.driver.transferLeader(this.memberOf(to) ?? to);
   }
 
   campaign(): void {
@@ -383,6 +466,17 @@ export class ShardReplica {
       );
     });
   }
+}
+
+/** Rewrites a NOT_LEADER hint from a Raft member id to the node clients and forwarders address. */
+function nodeHint(err: unknown): never {
+  if (isTidemarkError(err, 'NOT_LEADER') && typeof err.details.leaderHint === 'string') {
+    const node = nodeOfMember(err.details.leaderHint);
+    if (node !== err.details.leaderHint) {
+      throw new TidemarkError(err.code, err.reason, err.message, { ...err.details, leaderHint: node });
+    }
+  }
+  throw err;
 }
 
 /**

@@ -30,8 +30,10 @@ import {
   decodeNextOffset,
   type EntryCodec,
   encodeNextOffset,
+  encodeU64,
   entryCodec,
   KAFKA_NEXT_OFFSET_KEY,
+  RETENTION_MS_KEY,
 } from './entry.js';
 
 // ------------------------------------------------------------------ descriptor
@@ -285,7 +287,11 @@ export class ShardStateMachine implements StateMachine, SnapshotSource {
       const cmd = this.codec.decode(entry.data);
       const store = this.current;
       if (cmd.kind === 'delete') p = store.applyDelete(entry.index, cmd.request);
-      else if (cmd.kafka === undefined) p = store.applyBatch(entry.index, cmd.batch);
+      else if (cmd.kind === 'policy') {
+        p = store.applyBatch(entry.index, NO_SAMPLES, {
+          [RETENTION_MS_KEY]: encodeU64(cmd.policy.retentionMs),
+        });
+      } else if (cmd.kafka === undefined) p = store.applyBatch(entry.index, cmd.batch);
       else {
         // The exactly-once rule (docs/kafka.md): samples and the next offset in one transaction, and only
         // for the records that come next. getMeta reads through the open write group, so entries applied

@@ -24,7 +24,14 @@ export const BATCH_FORMAT_VERSION = 1;
 export const EntryKind = {
   write: 1,
   delete: 2,
+  policy: 3,
 } as const;
+
+/** A shard policy entry (kind 3): settings every replica applies at the same log index. */
+export interface ShardPolicy {
+  /** Samples older than now - retentionMs are dropped by each replica's retention pass; 0 keeps everything. */
+  retentionMs: number;
+}
 
 /** The Kafka records a write entry covers: [firstOffset, lastOffset] of a partition (docs/kafka.md). */
 export interface KafkaPosition {
@@ -395,6 +402,31 @@ function decodeSeries(bytes: Uint8Array, i: number, seen: Set<string>): Series {
   if (seen.has(dedup)) throw corrupt('duplicate_series', `batch entry: series ${i} appears twice`);
   seen.add(dedup);
   return series;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Policy entries (kind 3): version | kind | varint retentionMs
+
+export function encodePolicy(policy: ShardPolicy): Uint8Array {
+  const ms = policy.retentionMs;
+  if (!Number.isSafeInteger(ms) || ms < 0)
+    throw invalidArgument('retention_invalid', 'retentionMs', 'retentionMs must be a non-negative integer');
+  const buf = new Uint8Array(2 + varintSize(ms));
+  buf[0] = BATCH_FORMAT_VERSION;
+  buf[1] = EntryKind.policy;
+  writeVarint(buf, 2, ms);
+  return buf;
+}
+
+/** Decodes a policy entry; any defect → DATA_CORRUPTION. */
+export function decodePolicy(bytes: Uint8Array): ShardPolicy {
+  const kind = entryKind(bytes);
+  if (kind !== EntryKind.policy)
+    throw corrupt('unknown_entry_kind', `policy entry: kind ${kind} is not a policy`);
+  const cur = new Cursor(bytes, 2);
+  const retentionMs = cur.varint(bytes.length, 'retention');
+  if (cur.p !== bytes.length) throw corrupt('trailing_bytes', 'policy entry: trailing bytes');
+  return { retentionMs };
 }
 
 // ---------------------------------------------------------------------------------------------------------

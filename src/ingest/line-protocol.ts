@@ -63,6 +63,8 @@ export interface LineProtocolResult {
   samples: number;
   /** String fields skipped in accepted points (Tidemark stores numbers only). */
   stringFieldsSkipped: number;
+  /** Points rejected for passing maxLineLength (counted in `rejected` too; for the limit metric). */
+  linesTooLong?: number;
   errors: LineError[];
 }
 
@@ -175,6 +177,7 @@ export function parseLineProtocol(
     rejected: parser.rejected,
     samples: parser.samples,
     stringFieldsSkipped: parser.stringsSkipped,
+    linesTooLong: parser.tooLong,
     errors: parser.errors,
   };
 }
@@ -193,6 +196,7 @@ class LineParser {
   rejected = 0;
   samples = 0;
   stringsSkipped = 0;
+  tooLong = 0;
   /** Cursor state of the point being parsed. */
   lineNo = 1;
   lineStart = 0;
@@ -278,6 +282,7 @@ class LineParser {
 
   private fail(line: number, reason: string, message: string, field?: string): void {
     this.rejected++;
+    if (reason === 'line_too_long') this.tooLong++;
     if (this.errors.length < this.maxErrors) {
       const e: LineError = { line, reason, message: `line ${line}: ${message}` };
       if (field !== undefined) e.field = field;

@@ -2,7 +2,7 @@
  * Protobuf codecs for ShardQuery and ShardPartial (proto/tidemark/v1/query.proto). Partials stay
  * columnar on the wire: packed arrays per group, timestamps as varint deltas, sketches flattened.
  */
-import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
+import { create, type DescMessage, fromBinary, type MessageShape, toBinary } from '@bufbuild/protobuf';
 import { dataCorruption, invalidArgument } from '../errors/index.js';
 import {
   GroupPartialSchema,
@@ -104,9 +104,21 @@ export function encodeShardQuery(q: ShardQuery): Uint8Array {
   );
 }
 
+/**
+ * protobuf-es throws plain Errors on malformed wire data (and TypeError on a non-UTF-8 string): a peer's
+ * bytes that do not parse are DATA_CORRUPTION, never an untyped exception.
+ */
+function decodeWire<D extends DescMessage>(schema: D, bytes: Uint8Array, what: string): MessageShape<D> {
+  try {
+    return fromBinary(schema, bytes);
+  } catch (err) {
+    throw dataCorruption('query_message_malformed', `malformed ${what}: ${String(err)}`, {}, err);
+  }
+}
+
 /** Decodes and validates (a peer's bytes are input too): INVALID_ARGUMENT naming the field. */
 export function decodeShardQuery(bytes: Uint8Array): ShardQuery {
-  const m = fromBinary(ShardQuerySchema, bytes);
+  const m = decodeWire(ShardQuerySchema, bytes, 'shard query');
   const l = m.limits;
   const q: ShardQuery = {
     start: Number(m.startMs),
@@ -298,7 +310,7 @@ export function encodeShardPartial(p: ShardPartial): Uint8Array {
 }
 
 export function decodeShardPartial(bytes: Uint8Array): ShardPartial {
-  const m = fromBinary(ShardPartialSchema, bytes);
+  const m = decodeWire(ShardPartialSchema, bytes, 'shard partial');
   return {
     seriesScanned: Number(m.seriesScanned),
     samplesScanned: Number(m.samplesScanned),

@@ -689,3 +689,168 @@ export function queryLast(stores: readonly ShardStore[], req: LastRequest, now: 
     a.metric < b.metric ? -1 : a.metric > b.metric ? 1 : a.tsuid < b.tsuid ? -1 : 1,
   );
 }
+
+// ---------------------------------------------------------------- /api/search/lookup
+
+/** One `{key, value}` pair of a lookup; `*` as key or value matches any. */
+export interface LookupTag {
+  key: string;
+  value: string;
+}
+
+/** A parsed /api/search/lookup request (OpenTSDB 2.4; `useMeta` is accepted and ignored). */
+export interface LookupRequest {
+  /** A metric name, or `*` for every metric (then at least one tag pair is required). */
+  metric: string;
+  tags: LookupTag[];
+  /** Most results returned (default 25, as OpenTSDB). */
+  limit: number;
+  /** Results to skip (paging). */
+  startIndex: number;
+}
+
+export interface LookupSeries {
+  tsuid: string;
+  metric: string;
+  tags: Record<string, string>;
+}
+
+/** One shard's answer: its first `startIndex + limit` matches by tsuid and how many match in all. */
+export interface LookupPartial {
+  total: number;
+  results: LookupSeries[];
+}
+
+export const DEFAULT_LOOKUP_LIMIT = 25;
+
+function checkLookup(metric: unknown, tags: LookupTag[], limit: unknown, startIndex: unknown): LookupRequest {
+  if (typeof metric !== 'string' || metric.trim() === '') {
+    throw invalidArgument('metric_empty', 'metric', 'metric must be a non-empty string (or * with tags)');
+  }
+  if (metric === '*' && tags.length === 0) {
+    throw invalidArgument(
+      'lookup_too_broad',
+      'tags',
+      'a lookup of every metric (*) needs at least one tag pair',
+    );
+  }
+  const int = (v: unknown, field: string, dflt: number, min: number): number => {
+    if (v === undefined || v === null || v === '') return dflt;
+    const n = typeof v === 'string' ? Number(v) : v;
+    if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < min) {
+      throw invalidArgument(`${field}_invalid`, field, `${field} must be an integer >= ${min}`);
+    }
+    return n;
+  };
+  return {
+    metric: metric.trim(),
+    tags,
+    limit: int(limit, 'limit', DEFAULT_LOOKUP_LIMIT, 1),
+    startIndex: int(startIndex, 'startIndex', 0, 0),
+  };
+}
+
+/** GET /api/search/lookup?m=metric{k=v,k2=*}&limit=25&startIndex=0 (OpenTSDB: `*` = any key or value). */
+export function parseLookupGet(params: URLSearchParams): LookupRequest {
+  const m = params.get('m');
+  if (m === null || m === '')
+    throw invalidArgument('metric_empty', 'm', 'm=metric{tag=value,...} is required');
+  const parsed = /^([^{}]*)(?:\{([^}]*)\})?$/.exec(m);
+  if (parsed === null) throw invalidArgument('lookup_invalid', 'm', `m: '${m}' is not metric{tag=value,...}`);
+  const tags: LookupTag[] = [];
+  for (const p of (parsed[2] ?? '').split(',').filter((x) => x.trim() !== '')) {
+    const eq = p.indexOf('=');
+    if (eq <= 0 || eq === p.length - 1) {
+      throw invalidArgument('lookup_invalid', 'm', `m: '${p}' is not tag=value (use * for any)`);
+    }
+    tags.push({ key: p.slice(0, eq).trim(), value: p.slice(eq + 1).trim() });
+  }
+  return checkLookup(
+    parsed[1] === '' ? '*' : parsed[1],
+    tags,
+    params.get('limit') ?? undefined,
+    params.get('startIndex') ?? undefined,
+  );
+}
+
+/** POST /api/search/lookup body: {metric, tags:[{key, value}], limit, startIndex, useMeta}. */
+export function parseLookupPost(body: unknown): LookupRequest {
+  if (!isObject(body)) throw invalidArgument('lookup_invalid', 'body', 'the body must be a JSON object');
+  const tags: LookupTag[] = [];
+  if (body.tags !== undefined && body.tags !== null) {
+    if (!Array.isArray(body.tags))
+      throw invalidArgument('tags_invalid', 'tags', 'tags must be an array of {key, value}');
+    body.tags.forEach((t: unknown, i) => {
+      const f = `tags[${i}]`;
+      if (
+        !isObject(t) ||
+        typeof t.key !== 'string' ||
+        typeof t.value !== 'string' ||
+        t.key === '' ||
+        t.value === ''
+      ) {
+        throw invalidArgument(
+          'tags_invalid',
+          f,
+          `${f} must be {key, value} with non-empty strings (* for any)`,
+        );
+      }
+      tags.push({ key: t.key, value: t.value });
+    });
+  }
+  return checkLookup(body.metric ?? '*', tags, body.limit, body.startIndex);
+}
+
+/**
+ * /api/search/lookup over local stores: every series of the metric (or of every metric for `*`) that has
+ * each tag pair (`k=*`: the tag is present; `*=v`: some tag has value v). Returns the first
+ * `startIndex + limit` matches by tsuid and the total count, so per-shard answers merge exactly.
+ */
+export function lookupSeries(stores: readonly ShardStore[], req: LookupRequest): LookupPartial {
+  const matchers: Matcher[] = [];
+  const anyKeyValues: string[] = [];
+  for (const t of req.tags) {
+    if (t.key === '*') {
+      if (t.value !== '*') anyKeyValues.push(t.value);
+    } else if (t.value === '*') matchers.push({ name: t.key, op: '!=', value: '' });
+    else matchers.push({ name: t.key, op: '=', value: t.value });
+  }
+  const keep = req.startIndex + req.limit;
+  let total = 0;
+  const out: LookupSeries[] = [];
+  for (const store of stores) {
+    const metrics = req.metric === '*' ? store.metricNames() : [req.metric];
+    for (const metric of metrics) {
+      for (const s of store.select({ metric, matchers })) {
+        if (anyKeyValues.length > 0) {
+          const values = Object.values(s.series.tags);
+          if (!anyKeyValues.every((v) => values.includes(v))) continue;
+        }
+        total++;
+        out.push({ tsuid: seriesIdHex(s.id), metric: s.series.metric, tags: { ...s.series.tags } });
+      }
+    }
+  }
+  out.sort((a, b) => (a.tsuid < b.tsuid ? -1 : a.tsuid > b.tsuid ? 1 : 0));
+  return { total, results: out.slice(0, keep) };
+}
+
+/** Merges shard answers and shapes OpenTSDB's response (`time` in ms, as OpenTSDB reports it). */
+export function formatLookupResponse(
+  req: LookupRequest,
+  parts: readonly LookupPartial[],
+  timeMs: number,
+): Record<string, unknown> {
+  const all = parts.flatMap((p) => p.results);
+  all.sort((a, b) => (a.tsuid < b.tsuid ? -1 : a.tsuid > b.tsuid ? 1 : 0));
+  return {
+    type: 'LOOKUP',
+    metric: req.metric,
+    tags: req.tags.map((t) => ({ key: t.key, value: t.value })),
+    limit: req.limit,
+    time: Math.round(timeMs * 1000) / 1000,
+    results: all.slice(req.startIndex, req.startIndex + req.limit),
+    startIndex: req.startIndex,
+    totalResults: parts.reduce((a, p) => a + p.total, 0),
+  };
+}

@@ -13,6 +13,8 @@ export const GRPC_METHOD_ROLES: Readonly<Record<string, Role>> = Object.freeze({
   shardMap: 'read',
   status: 'read',
   transferLeader: 'admin',
+  setRetention: 'admin',
+  backup: 'admin',
 });
 
 /** HTTP endpoints by path; paths not listed (health, readiness, metrics, ping) are open. */
@@ -26,6 +28,9 @@ export const HTTP_ROUTE_ROLES: Readonly<Record<string, Role>> = Object.freeze({
   '/api/suggest': 'read',
   '/api/aggregators': 'read',
   '/api/config/filters': 'read',
+  '/api/search/lookup': 'read',
+  // The page at / holds no data (open); its status JSON needs read, like the gRPC Status call.
+  '/api/status': 'read',
 });
 
 export function roleOfMethod(method: DescMethod): Role {

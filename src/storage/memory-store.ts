@@ -193,12 +193,14 @@ export class MemoryShardStore implements ShardStore {
     return this.applyDelete(this.applied + 1, request);
   }
 
-  async applyRetention(nowMs: number): Promise<RetentionResult> {
+  async applyRetention(nowMs: number, retentionMs = this.opts.retentionMs): Promise<RetentionResult> {
     this.check();
     checkNow(nowMs);
     const result: RetentionResult = { cutoff: this.cutoff, chunksDropped: 0, seriesRemoved: 0 };
-    if (this.opts.retentionMs === 0) return result;
-    const cutoff = Math.min(nowMs - this.opts.retentionMs, MAX_TIMESTAMP_MS + 1);
+    if (!Number.isSafeInteger(retentionMs) || retentionMs < 0)
+      throw invalidArgument('retention_invalid', 'retentionMs', 'retentionMs must be a non-negative integer');
+    if (retentionMs === 0) return result;
+    const cutoff = Math.min(nowMs - retentionMs, MAX_TIMESTAMP_MS + 1);
     if (cutoff <= this.cutoff) return result;
     this.cutoff = result.cutoff = cutoff;
     for (const s of [...this.series.values()]) {

@@ -173,10 +173,11 @@ export interface ShardStore {
   /** Validates (throws INVALID_ARGUMENT), then applyDelete(appliedIndex() + 1, ...). */
   deleteSeries(request: DeleteRequest): Promise<DeleteResult>;
   /**
-   * Drops every sample older than nowMs - retentionMs (no-op without a configured retention).
-   * Not an indexed entry: each replica runs it on its own schedule; the cutoff only moves forward.
+   * Drops every sample older than nowMs - retentionMs (no-op without a retention): `retentionMs` given here
+   * (the shard's replicated policy) or else the store's option. Not an indexed entry: each replica runs it on
+   * its own schedule; the cutoff only moves forward.
    */
-  applyRetention(nowMs: number): Promise<RetentionResult>;
+  applyRetention(nowMs: number, retentionMs?: number): Promise<RetentionResult>;
 
   /** A value stored through applyBatch/applyDelete's `meta` (e.g. Kafka offsets). */
   getMeta(key: string): Uint8Array | undefined;

@@ -20,8 +20,14 @@
  * shard plugs in unchanged.
  */
 import type * as grpc from '@grpc/grpc-js';
+import { type HelloAnswer, nodeOfMember } from '../cluster/member.js';
 import { TidemarkError } from '../errors/index.js';
-import { type ForwardResponse, PeerService, type RaftRequest } from '../gen/tidemark/v1/peer_pb.js';
+import {
+  type ForwardResponse,
+  type HelloResponse,
+  PeerService,
+  type RaftRequest,
+} from '../gen/tidemark/v1/peer_pb.js';
 import { chunkSnapshot, DEFAULT_SNAPSHOT_CHUNK_BYTES, SnapshotAssembler } from '../raft/snapshot-stream.js';
 import type { Transport, TransportReport } from '../raft/transport.js';
 import { type Message, MessageType, type NodeId } from '../raft/types.js';
@@ -85,6 +91,10 @@ export interface PeerTransportOptions {
   backoffMaxMs?: number;
   /** Serves PeerService.Forward; without it forwarded writes fail with FAILED_PRECONDITION. */
   onForward?: ForwardHandler;
+  /** Serves PeerService.Hello (membership: docs/cluster.md); without it the node answers "not started". */
+  onHello?: () => HelloAnswer;
+  /** Serves PeerService.Join: adds a member to a shard this node leads; resolves whether it is a member now. */
+  onJoin?: (shard: number, member: string) => Promise<boolean>;
   /** Channel credentials for outgoing connections / server credentials (default insecure). */
   channelCredentials?: grpc.ChannelCredentials;
   serverCredentials?: grpc.ServerCredentials;
@@ -193,6 +203,8 @@ export class PeerTransport {
   private readonly backoffInitialMs: number;
   private readonly backoffMaxMs: number;
   private readonly onForward: ForwardHandler | undefined;
+  private readonly onHello: (() => HelloAnswer) | undefined;
+  private readonly onJoin: ((shard: number, member: string) => Promise<boolean>) | undefined;
   private readonly clientOptions: ClientOptions;
   private readonly snapshotsInFlight = new Set<string>();
   private reports: Array<{ shard: number; report: TransportReport }> = [];
@@ -219,6 +231,8 @@ export class PeerTransport {
     this.backoffInitialMs = options.backoffInitialMs ?? 50;
     this.backoffMaxMs = options.backoffMaxMs ?? 2000;
     this.onForward = options.onForward;
+    this.onHello = options.onHello;
+    this.onJoin = options.onJoin;
     this.clientOptions = {
       maxMessageBytes: this.maxMessageBytes,
       reconnectInitialMs: this.backoffInitialMs,
@@ -270,8 +284,12 @@ export class PeerTransport {
   }
 
   /** The Transport a shard's RaftDriver uses. */
-  shard(shard: number): Transport {
-    return new ShardTransport(this, shard);
+  /**
+   * The transport of one local shard replica. With `member`, messages addressed to another member id of this
+   * node (an earlier incarnation, removed from the group) are dropped instead of confusing the replica.
+   */
+  shard(shard: number, member?: string): Transport {
+    return new ShardTransport(this, shard, member);
   }
 
   /** @internal Makes `h` the handler of `shard` (a view's own object, so its close removes only itself). */
@@ -360,7 +378,9 @@ export class PeerTransport {
   send(shard: number, messages: Message[]): void {
     if (this.closed) return;
     for (const m of messages) {
-      if (m.to === this.id) {
+      // Messages name Raft members; a member lives on the node its id starts with (../cluster/member.ts).
+      const to = nodeOfMember(m.to);
+      if (to === this.id) {
         this.local.push({ shard, m });
         continue;
       }
@@ -368,7 +388,7 @@ export class PeerTransport {
         void this.sendSnapshot(shard, m);
         continue;
       }
-      const p = this.peers.get(m.to);
+      const p = this.peers.get(to);
       if (p === undefined || p.state === 'backoff') {
         this.stats.messagesDropped++;
         this.report(shard, { kind: 'unreachable', to: m.to });
@@ -535,7 +555,7 @@ export class PeerTransport {
 
   private async sendSnapshot(shard: number, m: Message): Promise<void> {
     const key = `${m.to}/${shard}`;
-    const p = this.peers.get(m.to);
+    const p = this.peers.get(nodeOfMember(m.to));
     if (p === undefined || this.snapshotsInFlight.has(key)) {
       this.stats.snapshotsFailed++;
       if (p === undefined) this.report(shard, { kind: 'unreachable', to: m.to });
@@ -568,6 +588,29 @@ export class PeerTransport {
     if (ok) this.stats.snapshotsSent++;
     else this.stats.snapshotsFailed++;
     this.report(shard, { kind: 'snapshot', to: m.to, ok });
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // Membership
+
+  /** Asks node `to` whether its shard groups made progress (PeerService.Hello). Rejects with TidemarkError. */
+  async hello(to: NodeId, timeoutMs: number): Promise<HelloAnswer> {
+    const p = this.peerOrThrow(to);
+    const res: HelloResponse = await this.clientOf(p).hello({ from: this.id }, { timeoutMs });
+    return { node: res.node, started: res.started, progressedShards: [...res.progressedShards] };
+  }
+
+  /** Asks node `to` (if it leads `shard`) to add `member`; resolves whether it is a member now. */
+  async join(to: NodeId, shard: number, member: string, timeoutMs: number): Promise<boolean> {
+    const p = this.peerOrThrow(to);
+    return (await this.clientOf(p).join({ shard, member }, { timeoutMs })).member;
+  }
+
+  private peerOrThrow(to: NodeId): Peer {
+    if (this.closed) throw new TidemarkError('CLOSED', 'closed', 'peer transport is closed');
+    const p = this.peers.get(to);
+    if (p === undefined) throw new TidemarkError('UNAVAILABLE', 'unknown_peer', `no address for node ${to}`);
+    return p;
   }
 
   // -------------------------------------------------------------------------------------------------------
@@ -620,7 +663,7 @@ export class PeerTransport {
             if (shard === undefined) shard = s;
             else if (s !== shard)
               throw new TidemarkError('DATA_CORRUPTION', 'snapshot_shard_mismatch', 'chunks of two shards');
-            if (chunk.header.to !== this.id) throw this.wrongNode(chunk.header.to);
+            if (nodeOfMember(chunk.header.to) !== this.id) throw this.wrongNode(chunk.header.to);
             const r = asm.add(chunk);
             if (r.kind === 'discarded') throw r.error;
             if (r.kind === 'complete') {
@@ -653,6 +696,17 @@ export class PeerTransport {
           signal: ctx.signal,
         });
         return { accepted: BigInt(r.accepted), rejected: r.rejected };
+      },
+      hello: async () => {
+        this.ensureOpen();
+        const a = this.onHello?.() ?? { node: this.id, started: false, progressedShards: [] };
+        return { node: a.node, started: a.started, progressedShards: a.progressedShards };
+      },
+      join: async (req) => {
+        this.ensureOpen();
+        if (this.onJoin === undefined)
+          throw new TidemarkError('FAILED_PRECONDITION', 'join_unsupported', 'this node takes no joins');
+        return { member: await this.onJoin(req.shard, req.member) };
       },
     });
   }
@@ -710,8 +764,9 @@ export class ShardTransport implements Transport {
   constructor(
     private readonly peer: PeerTransport,
     readonly shardId: number,
+    private readonly member?: string,
   ) {
-    this.id = peer.id;
+    this.id = member ?? peer.id;
   }
 
   send(messages: Message[]): void {
@@ -720,7 +775,13 @@ export class ShardTransport implements Transport {
 
   onMessage(handler: (message: Message) => void): void {
     if (this.closed) return;
-    this.handler.onMessage = handler;
+    const member = this.member;
+    this.handler.onMessage =
+      member === undefined
+        ? handler
+        : (m) => {
+            if (m.to === member) handler(m);
+          };
     this.peer.install(this.shardId, this.handler);
   }
 

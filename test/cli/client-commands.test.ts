@@ -48,8 +48,10 @@ describe('tidemark write / query / status', () => {
   beforeAll(async () => {
     ports = await allocatePorts(['a', 'b', 'c']);
     const peerClients = ports.map((p) => `${p.id}=${grpcOf(p)}`).join(',');
-    for (const p of ports) {
-      const config = resolveNodeConfig({
+    // Started together, as a StatefulSet does: a node on an empty data directory waits for its peers'
+    // answer to "is this cluster new?" (docs/cluster.md, "Membership and rejoining").
+    const configs = ports.map((p) =>
+      resolveNodeConfig({
         nodeId: p.id,
         listen: { http: `127.0.0.1:${p.http}`, grpc: grpcOf(p), peer: `127.0.0.1:${p.peer}` },
         peers: peersFlag(ports),
@@ -58,9 +60,11 @@ describe('tidemark write / query / status', () => {
         replication: 3,
         dataDir: join(root, p.id),
         raft: { tickMs: 20, electionTicks: 10, heartbeatTicks: 1 },
-      });
-      nodes.push(await TidemarkNode.start(config, { checkpointIntervalMs: 0 }));
-    }
+      }),
+    );
+    nodes.push(
+      ...(await Promise.all(configs.map((c) => TidemarkNode.start(c, { checkpointIntervalMs: 0 })))),
+    );
     endpoint = grpcOf(ports[1]!);
     const end = Date.now() + 30_000;
     while (!nodes.every((n) => n.readiness().ready)) {

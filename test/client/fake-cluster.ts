@@ -161,6 +161,7 @@ export async function startFakeCluster(
         cluster.leaders[req.shard] = req.to;
         return { leader: req.to, term: 2n };
       },
+      setRetention: async () => ({ shards: cluster.leaders.map((_, s) => s) }),
       shardMap: () => {
         node.shardMapCalls++;
         if (node.shardMapError !== undefined) throw node.shardMapError;

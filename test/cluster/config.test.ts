@@ -149,7 +149,7 @@ describe('sources and precedence', () => {
       dataDir: '/var/lib/tidemark',
       raft: { tickMs: 50, electionTicks: 20, heartbeatTicks: 2, compactEntries: 10_000 },
       checkpointIntervalMs: 30_000,
-      limits: { maxProposalQueue: 10, maxRequestBytes: 2048 },
+      limits: { ...DEFAULT_CONFIG.limits, maxProposalQueue: 10, maxRequestBytes: 2048 },
       store: { ...DEFAULT_STORE_OPTIONS, sealSamples: 512, retentionMs: 86400000 },
       storeSyncIntervalMs: 1000,
     } satisfies NodeConfig);
@@ -186,7 +186,7 @@ describe('sources and precedence', () => {
     expect(c.replication).toBe(3);
     expect(c.dataDir).toBe('/d');
     expect(c.raft).toEqual({ tickMs: 10, electionTicks: 5, heartbeatTicks: 1, compactEntries: 10_000 });
-    expect(c.limits).toEqual({ maxProposalQueue: 7, maxRequestBytes: 4096 });
+    expect(c.limits).toEqual({ ...DEFAULT_CONFIG.limits, maxProposalQueue: 7, maxRequestBytes: 4096 });
     expect(c.store.checkpointRecords).toBe(9);
   });
 

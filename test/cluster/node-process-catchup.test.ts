@@ -2,8 +2,8 @@
  * Catch-up across real processes (`tidemark start`): a node stopped while the others take writes comes
  * back (1) by the Raft log when the leaders still hold the entries it missed and (2) by a streamed store
  * snapshot when the leaders compacted past it. Each time it must serve every acknowledged sample from its
- * own replicas. (A node whose data directory was emptied must rejoin as a new incarnation — it forgot its
- * votes and acknowledgements — which docs/cluster.md lists as not yet supported.) Status' first_index tells which
+ * own replicas. (A node whose data directory was emptied rejoins as a new incarnation instead:
+ * node-process-rejoin.test.ts.) Status' first_index tells which
  * way a replica caught up: a snapshot moves it past where the replica stopped.
  */
 import { afterAll, describe, expect, it } from 'vitest';

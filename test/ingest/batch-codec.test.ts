@@ -5,10 +5,12 @@ import {
   BatchBuilder,
   decodeBatch,
   decodeDelete,
+  decodePolicy,
   EntryKind,
   emptyBatch,
   encodeBatch,
   encodeDelete,
+  encodePolicy,
   entryKind,
 } from '../../src/ingest/index.js';
 import { canonicalKey, MAX_TIMESTAMP_MS, makeSeries } from '../../src/model/index.js';
@@ -316,5 +318,21 @@ describe('batch codec', () => {
     expect(() =>
       encodeDelete({ metric: 'm', matchers: [{ name: 'a', op: '~' as never, value: '' }] }),
     ).toThrow(/op/);
+  });
+});
+
+describe('policy entries (kind 3)', () => {
+  it('round-trip, and refuse what the layout cannot carry or a damaged entry', () => {
+    for (const retentionMs of [0, 1, 30 * 86_400_000, Number.MAX_SAFE_INTEGER]) {
+      const bytes = encodePolicy({ retentionMs });
+      expect(entryKind(bytes)).toBe(EntryKind.policy);
+      expect(decodePolicy(bytes)).toEqual({ retentionMs });
+    }
+    expect(() => encodePolicy({ retentionMs: -1 })).toThrow(/non-negative/);
+    expect(() => encodePolicy({ retentionMs: 1.5 })).toThrow(/non-negative/);
+    const ok = encodePolicy({ retentionMs: 86_400_000 });
+    expect(() => decodePolicy(ok.subarray(0, ok.length - 1))).toThrow(/truncated/);
+    expect(() => decodePolicy(Uint8Array.from([...ok, 0]))).toThrow(/trailing/);
+    expect(() => decodePolicy(encodeDelete({ metric: 'm' }))).toThrow(/not a policy/);
   });
 });

@@ -49,6 +49,10 @@ export function addStubService(server: grpc.Server, options: AddServiceOptions =
         hit('transferLeader');
         return {};
       },
+      setRetention: () => {
+        hit('setRetention');
+        return {};
+      },
     },
     options,
   );

@@ -99,6 +99,7 @@ beforeAll(async () => {
       }
     },
     transferLeader: async () => ({ leader: 'n1', term: 1n }),
+    setRetention: async () => ({ shards: [0, 1] }),
     shardMap: () => ({
       shardCount: 2,
       shards: [
@@ -128,6 +129,8 @@ beforeAll(async () => {
       return { shard, bytes };
     },
     forward: (req) => ({ accepted: BigInt(req.batch.length) }),
+    hello: (req) => ({ node: req.from, started: false, progressedShards: [] }),
+    join: () => ({ member: false }),
   });
   const port = await bindServer(server, '127.0.0.1:0');
   address = `127.0.0.1:${port}`;
@@ -144,7 +147,14 @@ afterAll(async () => {
 describe('serviceDefinition', () => {
   it('derives paths and streaming flags from the descriptor', () => {
     const def = serviceDefinition(TidemarkService);
-    expect(Object.keys(def).sort()).toEqual(['query', 'shardMap', 'status', 'transferLeader', 'write']);
+    expect(Object.keys(def).sort()).toEqual([
+      'query',
+      'setRetention',
+      'shardMap',
+      'status',
+      'transferLeader',
+      'write',
+    ]);
     expect(def.write.path).toBe('/tidemark.v1.TidemarkService/Write');
     expect(def.shardMap.path).toBe('/tidemark.v1.TidemarkService/ShardMap');
     expect([def.write.requestStream, def.write.responseStream]).toEqual([false, false]);
