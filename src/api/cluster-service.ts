@@ -67,6 +67,21 @@ export interface NodeStatus {
   nodeId: string;
   shardCount: number;
   replicas: ReplicaStatus[];
+  /** Kafka partitions this node has consumed since it started (absent without Kafka). */
+  kafka?: KafkaPartitionStatus[];
+}
+
+/** One Kafka partition as this node sees it (docs/kafka.md). */
+export interface KafkaPartitionStatus {
+  partition: number;
+  consuming: boolean;
+  appliedOffset: number;
+  highWatermark: number;
+  lag: number;
+  recordsPerSec: number;
+  records: number;
+  samples: number;
+  deadLetters: number;
 }
 
 export interface Readiness {

@@ -332,6 +332,18 @@ export function tidemarkServiceImpl(
           learners: r.learners ?? [],
           retentionMs: BigInt(r.retentionMs ?? 0),
         })),
+        // uint64 on the wire: a stale high watermark can put lag below 0 for a moment.
+        kafka: (s.kafka ?? []).map((k) => ({
+          partition: k.partition,
+          consuming: k.consuming,
+          appliedOffset: u64(k.appliedOffset),
+          highWatermark: u64(k.highWatermark),
+          lag: u64(k.lag),
+          recordsPerSec: k.recordsPerSec,
+          records: u64(k.records),
+          samples: u64(k.samples),
+          deadLetters: u64(k.deadLetters),
+        })),
       };
     },
   };
@@ -356,4 +368,9 @@ export function addTidemarkService(
             return p;
           },
   });
+}
+
+/** A non-negative integer for a uint64 field (negative or fractional inputs are clamped / truncated). */
+function u64(n: number): bigint {
+  return Number.isFinite(n) && n > 0 ? BigInt(Math.trunc(n)) : 0n;
 }

@@ -27,15 +27,15 @@ Health of a shard: "ok" (a leader and every replica answering and caught up), "l
 leader's commit), "degraded" (a replica not answering; still a majority), "no leader", "unavailable" (no majority
 answering).
 
+With Kafka ingestion configured, a third table shows every partition: the node consuming it, the applied
+offset, lag, records/s, records and dead letters (summed over the nodes).
+
 Options:
   --json        the same as JSON
-  --kafka HOST:PORT[,HOST:PORT...]
-                HTTP addresses of the nodes: adds a Kafka table (per partition: consuming node, applied
-                offset, lag, records/s, records, dead letters) read from their /metrics
 
 ${COMMON_USAGE}`;
 
-const OPTIONS = { ...COMMON_OPTIONS, json: { type: 'boolean' }, kafka: { type: 'string' } } as const;
+const OPTIONS = { ...COMMON_OPTIONS, json: { type: 'boolean' } } as const;
 
 export interface NodeReport {
   id: string;
@@ -68,36 +68,28 @@ export interface StatusReport {
   kafka?: KafkaPartitionReport[];
 }
 
-// --- Kafka section (docs/kafka.md, "Metrics and tidemark status") ---
-
 export interface KafkaPartitionReport {
   partition: number;
-  /** HTTP address of the node consuming it now ('' if none of the scraped nodes is). */
+  /** Node consuming it now ('' if none of the answering nodes is). */
   consumer: string;
   appliedOffset: number;
   lag: number;
   recordsPerSec: number;
-  /** Summed over the scraped nodes (each counts what it consumed since it started). */
+  /** Summed over the answering nodes (each counts what it consumed since it started). */
   records: number;
   deadLetters: number;
 }
 
-/** Joins the nodes' `tidemark_kafka_*` metrics (Prometheus text, by HTTP address) into one row per partition. */
-export function kafkaReport(scrapes: ReadonlyMap<string, string>): KafkaPartitionReport[] {
+/** Joins the nodes' Kafka rows (Status, by node id) into one row per partition; empty without Kafka. */
+export function kafkaReport(
+  statuses: ReadonlyMap<string, Pick<NodeStatus, 'kafka'> | Error>,
+): KafkaPartitionReport[] {
   const rows = new Map<number, KafkaPartitionReport>();
-  for (const [node, text] of scrapes) {
-    const per = new Map<number, Map<string, number>>();
-    for (const line of text.split('\n')) {
-      const m = /^tidemark_kafka_([a-z_]+)\{partition="(\d+)"\} (\S+)$/.exec(line);
-      if (m === null) continue;
-      const p = Number(m[2]);
-      const values = per.get(p) ?? new Map<string, number>();
-      values.set(m[1]!, Number(m[3]));
-      per.set(p, values);
-    }
-    for (const [p, v] of per) {
-      const row = rows.get(p) ?? {
-        partition: p,
+  for (const [node, st] of statuses) {
+    if (st instanceof Error) continue;
+    for (const k of st.kafka ?? []) {
+      const row = rows.get(k.partition) ?? {
+        partition: k.partition,
         consumer: '',
         appliedOffset: 0,
         lag: 0,
@@ -105,35 +97,19 @@ export function kafkaReport(scrapes: ReadonlyMap<string, string>): KafkaPartitio
         records: 0,
         deadLetters: 0,
       };
-      row.records += v.get('records_total') ?? 0;
-      row.deadLetters += v.get('dead_letter_total') ?? 0;
-      row.appliedOffset = Math.max(row.appliedOffset, v.get('applied_offset') ?? 0);
-      if (v.get('consuming') === 1) {
+      row.records += k.records;
+      row.deadLetters += k.deadLetters;
+      row.appliedOffset = Math.max(row.appliedOffset, k.appliedOffset);
+      if (k.consuming) {
         row.consumer = node;
-        row.lag = v.get('lag') ?? 0;
-        row.recordsPerSec = v.get('records_per_second') ?? 0;
+        row.lag = k.lag;
+        row.recordsPerSec = Math.round(k.recordsPerSec);
       }
-      rows.set(p, row);
+      rows.set(k.partition, row);
     }
   }
   return [...rows.values()].sort((a, b) => a.partition - b.partition);
 }
-
-async function scrapeKafka(addresses: string[], timeoutMs: number): Promise<KafkaPartitionReport[]> {
-  const scrapes = new Map<string, string>();
-  await Promise.all(
-    addresses.map(async (a) => {
-      try {
-        const res = await fetch(`http://${a}/metrics`, { signal: AbortSignal.timeout(timeoutMs) });
-        if (res.ok) scrapes.set(a, await res.text());
-      } catch {
-        // an unreachable node shows in the node table already
-      }
-    }),
-  );
-  return kafkaReport(scrapes);
-}
-// --- end Kafka section ---
 
 /** Joins the shard map with the nodes' statuses. */
 export function report(map: ClientShardMap, statuses: Map<string, NodeStatus | Error>): StatusReport {
@@ -246,9 +222,10 @@ export function status(argv: string[]): Promise<number> {
     try {
       const map = await client.shardMap();
       if (map === undefined) throw new Error(`${list.join(', ')} returned no shard map`);
-      r = report(map, await nodeStatuses(client, map, timeoutMs));
-      if (values.kafka !== undefined)
-        r.kafka = await scrapeKafka(endpoints(values.kafka), Math.min(timeoutMs, 3000));
+      const statuses = await nodeStatuses(client, map, timeoutMs);
+      r = report(map, statuses);
+      const kafka = kafkaReport(statuses);
+      if (kafka.length > 0) r.kafka = kafka;
     } finally {
       await client.close();
     }

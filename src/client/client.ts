@@ -31,6 +31,13 @@ import { BatchWriter, type WriterOptions } from './writer.js';
 /** Shortest per-attempt deadline of a write (ms); see sendOne. */
 const ATTEMPT_FLOOR_MS = 1000;
 
+/**
+ * How long a node that let an attempt time out, or refused the connection, is avoided by later requests (ms)
+ * while another node is known: about two election timeouts at the default Raft timing, the time its peers need
+ * to elect a new leader if it was isolated, paused or killed. Any answer from it clears it at once.
+ */
+const SUSPECT_MS = 3000;
+
 export interface ConnectOptions {
   /** gRPC client-API addresses (host:port) of one or more nodes; the rest are learned from the shard map. */
   endpoints: readonly string[];
@@ -130,9 +137,27 @@ export interface ReplicaStatus {
   retentionMs?: number;
 }
 
+/** One Kafka partition as a node sees it (docs/kafka.md). */
+export interface KafkaPartitionStatus {
+  partition: number;
+  /** True while this node consumes it (leads its shard). */
+  consuming: boolean;
+  /** The next offset the shard applies. */
+  appliedOffset: number;
+  highWatermark: number;
+  lag: number;
+  recordsPerSec: number;
+  /** Consumed by this node since it started. */
+  records: number;
+  samples: number;
+  deadLetters: number;
+}
+
 export interface NodeStatus {
   nodeId: string;
   replicas: ReplicaStatus[];
+  /** Kafka partitions this node has consumed since it started (empty or absent without Kafka). */
+  kafka?: KafkaPartitionStatus[];
 }
 
 type Conn = ServiceClient<typeof TidemarkService>;
@@ -214,6 +239,8 @@ export class TidemarkClient {
   private refreshing: Promise<ClientShardMap | undefined> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private rr = 0;
+  /** Addresses that recently did not answer, and until when they are avoided (see SUSPECT_MS). */
+  private readonly suspects = new Map<string, number>();
   private closed = false;
 
   private constructor(options: ConnectOptions) {
@@ -300,22 +327,41 @@ export class TidemarkClient {
     return out;
   }
 
-  /** Any address, round robin, avoiding `avoid` when there is another. */
+  /** Any address, round robin, avoiding `avoid` and suspects while another is left. */
   private anyAddress(avoid?: string): string {
     const all = this.addresses();
-    const candidates = all.length > 1 && avoid !== undefined ? all.filter((a) => a !== avoid) : all;
+    let candidates = all.length > 1 && avoid !== undefined ? all.filter((a) => a !== avoid) : all;
+    const trusted = candidates.filter((a) => !this.isSuspect(a));
+    if (trusted.length > 0) candidates = trusted;
     return candidates[this.rr++ % candidates.length]!;
   }
 
-  /** The address of the shard's leader when known, else any. */
+  /**
+   * The address of the shard's leader when known and not suspect, else any other: a follower forwards the
+   * write to the leader it knows, or answers NOT_LEADER with a hint.
+   */
   private addressFor(shard: number, avoid?: string): string {
     const m = this.map;
     if (m !== undefined && shard >= 0 && shard < m.shardCount) {
       const leader = m.shards[shard]!.leader;
       const address = leader === '' ? undefined : m.nodes[leader];
-      if (address !== undefined && address !== avoid) return address;
+      if (address !== undefined && address !== avoid && !this.isSuspect(address)) return address;
     }
     return this.anyAddress(avoid);
+  }
+
+  private isSuspect(address: string): boolean {
+    const until = this.suspects.get(address);
+    if (until === undefined) return false;
+    if (Date.now() < until) return true;
+    this.suspects.delete(address);
+    return false;
+  }
+
+  /** Records how a node answered: no answer (a timed-out attempt, a refused connection) or any answer. */
+  private noteAnswer(address: string, answered: boolean): void {
+    if (answered) this.suspects.delete(address);
+    else this.suspects.set(address, Date.now() + SUSPECT_MS);
   }
 
   private setMap(next: ClientShardMap): void {
@@ -344,10 +390,13 @@ export class TidemarkClient {
 
   private async fetchShardMap(): Promise<ClientShardMap | undefined> {
     let last: unknown;
-    const all = this.addresses();
+    const known = this.addresses();
     const start = this.rr++;
+    const rotated = known.map((_, i) => known[(start + i) % known.length]!);
+    // A suspect node (isolated, paused) may still believe it leads: ask the others first.
+    const all = [...rotated.filter((a) => !this.isSuspect(a)), ...rotated.filter((a) => this.isSuspect(a))];
     for (let i = 0; i < all.length && !this.closed; i++) {
-      const address = all[(start + i) % all.length]!;
+      const address = all[i]!;
       try {
         const res = await this.conn(address).shardMap({}, { timeoutMs: this.deadlineMs });
         const next = toMap(res, this.mapVersion);
@@ -521,6 +570,7 @@ export class TidemarkClient {
         deadline: attemptDeadline,
         ...(signal === undefined ? {} : { signal }),
       });
+      this.noteAnswer(address, true);
       result.accepted += Number(res.accepted);
       for (const r of res.rejected) {
         const index = series[r.seriesIndex]?.origin[r.sampleIndex];
@@ -531,9 +581,12 @@ export class TidemarkClient {
       const err = asError(e);
       if (err.code === 'DEADLINE_EXCEEDED' && attemptDeadline < deadline) {
         // Only this attempt timed out: retryable elsewhere (writes are idempotent); the first may still apply.
+        this.noteAnswer(address, false);
         const budget = Math.round(attemptDeadline - started);
         return outcomeUnknown(`no answer from ${address} within ${budget} ms`, { address });
       }
+      // A transport failure (refused, reset) is no answer; an error the node sent is one.
+      this.noteAnswer(address, !(err.code === 'UNAVAILABLE' && err.reason === 'unavailable'));
       return err;
     }
   }
@@ -703,6 +756,17 @@ export class TidemarkClient {
         voters: [...r.voters],
         learners: [...r.learners],
         retentionMs: Number(r.retentionMs),
+      })),
+      kafka: res.kafka.map((k) => ({
+        partition: k.partition,
+        consuming: k.consuming,
+        appliedOffset: Number(k.appliedOffset),
+        highWatermark: Number(k.highWatermark),
+        lag: Number(k.lag),
+        recordsPerSec: k.recordsPerSec,
+        records: Number(k.records),
+        samples: Number(k.samples),
+        deadLetters: Number(k.deadLetters),
       })),
     };
   }

@@ -6,6 +6,7 @@ export {
   type CallOptions,
   type ClientShardMap,
   type ConnectOptions,
+  type KafkaPartitionStatus,
   type MatchOp,
   type NodeStatus,
   type QueryMatcher,

@@ -10,7 +10,11 @@
  */
 import { type Logger, pino } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
-import type { WriteOptions, WriteResult } from '../api/cluster-service.js';
+import type {
+  KafkaPartitionStatus as StatusKafkaRow,
+  WriteOptions,
+  WriteResult,
+} from '../api/cluster-service.js';
 import { isTidemarkError, TidemarkError } from '../errors/index.js';
 import { splitByShard } from '../ingest/batch.js';
 import {
@@ -278,6 +282,21 @@ export class NodeKafka {
       recordsPerSec: Math.round(this.rates.get(s.partition)?.perSec ?? 0),
       proposeErrors: s.proposeErrors,
       fetchErrors: s.fetchErrors,
+    }));
+  }
+
+  /** The partitions as the node's Status reports them. */
+  statusRows(): StatusKafkaRow[] {
+    return this.status().map((k) => ({
+      partition: k.partition,
+      consuming: k.consuming,
+      appliedOffset: k.committedOffset,
+      highWatermark: k.highWatermark,
+      lag: k.lag,
+      recordsPerSec: k.recordsPerSec,
+      records: k.records,
+      samples: k.samples,
+      deadLetters: k.badRecords,
     }));
   }
 

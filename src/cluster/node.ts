@@ -1329,6 +1329,11 @@ export class TidemarkNode implements ClusterService {
           })(),
         };
       }),
+      ...(this.kafka === undefined
+        ? {}
+        : {
+            kafka: this.kafka.statusRows(),
+          }),
     };
   }
 

@@ -156,6 +156,34 @@ describe('TidemarkClient.write', () => {
     }
   });
 
+  it('avoids a node that stopped answering in later writes while another node can forward', async () => {
+    cluster = await startFakeCluster({ nodes: 2, shards: 1, leaders: ['n0'] });
+    for (const n of cluster.nodes) n.forwarding = true;
+    let release!: () => void;
+    cluster.node('n0').gate = new Promise<void>((r) => {
+      release = r;
+    });
+    // No background refresh: the map keeps naming n0 as the leader throughout.
+    client = await TidemarkClient.connect({
+      endpoints: cluster.endpoints,
+      deadlineMs: 4000,
+      retry: { initialMs: 1 },
+      shardMapRefreshMs: 0,
+    });
+    try {
+      expect((await client.write(points(4))).accepted).toBe(4);
+      expect(cluster.node('n0').requests.length).toBe(1);
+      // The next writes go to n1 at once (it forwards), instead of waiting on n0 again.
+      for (let i = 0; i < 3; i++) {
+        expect((await client.write(points(2, 'cpu.next', 1_800_000_000_000 + i * 10))).accepted).toBe(2);
+      }
+      expect(cluster.node('n0').requests.length).toBe(1);
+      expect(cluster.node('n1').samples.length).toBe(4 + 6);
+    } finally {
+      release();
+    }
+  });
+
   it('stops retrying at the deadline with the last error', async () => {
     cluster = await startFakeCluster({ nodes: 1, shards: 1 });
     const node = cluster.nodes[0]!;

@@ -177,9 +177,18 @@ describe('NodeKafka on three in-process nodes', () => {
   });
 
   it('reports per-partition lag, records and dead letters in /metrics and status rows', async () => {
-    const scrapes = new Map<string, string>();
-    for (const id of IDS) scrapes.set(id, await cluster.node(id).metrics.registry.metrics());
-    const rows = kafkaReport(scrapes);
+    // /metrics: every node that consumed a partition reports it; the consumer says so.
+    for (const id of IDS) {
+      const text = await cluster.node(id).metrics.registry.metrics();
+      for (const k of glue.get(id)!.statusRows()) {
+        expect(text).toContain(
+          `tidemark_kafka_applied_offset{partition="${k.partition}"} ${k.appliedOffset}`,
+        );
+        expect(text).toContain(`tidemark_kafka_consuming{partition="${k.partition}"} ${k.consuming ? 1 : 0}`);
+      }
+    }
+    // Status (what `tidemark status` joins): one row per partition.
+    const rows = kafkaReport(new Map(IDS.map((id) => [id, { kafka: glue.get(id)!.statusRows() }])));
     expect(rows.map((r) => r.partition)).toEqual([0, 1]);
     for (const r of rows) {
       expect(r.consumer).not.toBe('');

@@ -355,6 +355,24 @@ describe('Kafka ingestion into three node processes', () => {
     );
     expect(w.samples).toBeGreaterThanOrEqual(1_000_000);
 
+    // Status over gRPC (what `tidemark status` shows): per partition exactly one consumer, at the end offset.
+    await waitFor(
+      async () => {
+        const consumers = new Array<string[]>(S).fill([]).map(() => [] as string[]);
+        for (const id of IDS) {
+          for (const k of (await cluster.client(id).status({}, { timeoutMs: 2000 })).kafka) {
+            if (k.consuming && Number(k.appliedOffset) === w.ends[k.partition] && k.lag === 0n) {
+              consumers[k.partition]!.push(id);
+            }
+          }
+        }
+        return consumers.every((c) => c.length === 1);
+      },
+      `status: one consumer per partition at the end offset (${replay()})`,
+      30_000,
+      250,
+    );
+
     // Every node answers exactly what was produced.
     for (const id of IDS) {
       const problems = diff(w, await queryAll(cluster.client(id)));

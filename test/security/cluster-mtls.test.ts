@@ -7,7 +7,7 @@
  *  - without TLS and without --insecure, a node with peers refuses to start;
  *  - no token appears in any node's output.
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { join } from 'node:path';
@@ -15,7 +15,8 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TidemarkClient } from '../../src/client/index.js';
 import { signJwt } from '../../src/security/auth.js';
-import { allocatePorts, type NodePorts, peersFlag } from '../cluster/fixtures/node-cluster.js';
+import type { NodePorts } from '../cluster/fixtures/node-cluster.js';
+import { ProcessCluster } from '../cluster/fixtures/node-process.js';
 import { poll } from '../helpers/wait.js';
 import { filesOf, makeTestCerts } from './fixtures.js';
 
@@ -36,51 +37,23 @@ const T0 = 1_700_000_000_000;
 
 describe('a cluster with mTLS and auth', () => {
   let certs: ReturnType<typeof makeTestCerts>;
-  let ports: NodePorts[];
-  const procs = new Map<string, ChildProcess>();
-  const output = new Map<string, string[]>();
   const clients: TidemarkClient[] = [];
 
+  // Real processes as in the other cluster tests, but with per-node certificates and auth, and no --insecure.
+  let cluster: ProcessCluster;
+  let ports: NodePorts[];
   const start = (id: string, certDir: string) => {
-    const p = ports.find((x) => x.id === id)!;
     const f = filesOf(certDir, id);
-    const proc = spawn(
-      process.execPath,
-      [
-        '--import',
-        'tsx',
-        'src/cli/entry.ts',
-        'start',
-        `--node-id=${id}`,
-        `--http=127.0.0.1:${p.http}`,
-        `--grpc=127.0.0.1:${p.grpc}`,
-        `--peer-listen=127.0.0.1:${p.peer}`,
-        `--peers=${peersFlag(ports)}`,
-        `--peer-clients=${ports.map((x) => `${x.id}=127.0.0.1:${x.grpc}`).join(',')}`,
-        `--data-dir=${join(certs.root, 'data', id)}`,
-        `--shards=${SHARDS}`,
-        `--tls-ca=${f.ca}`,
-        `--tls-cert=${f.cert}`,
-        `--tls-key=${f.key}`,
-        `--auth-token-file=${join(certs.root, 'tokens')}`,
-        `--auth-jwt-hs256-secret-file=${join(certs.root, 'secret')}`,
-      ],
-      { cwd: process.cwd(), stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    const out = output.get(id) ?? [];
-    output.set(id, out);
-    const keep = (d: Buffer) => out.push(d.toString());
-    proc.stdout!.on('data', keep);
-    proc.stderr!.on('data', keep);
-    procs.set(id, proc);
+    cluster.start(id, [
+      `--peer-clients=${ports.map((x) => `${x.id}=127.0.0.1:${x.grpc}`).join(',')}`,
+      `--tls-ca=${f.ca}`,
+      `--tls-cert=${f.cert}`,
+      `--tls-key=${f.key}`,
+      `--auth-token-file=${join(certs.root, 'tokens')}`,
+      `--auth-jwt-hs256-secret-file=${join(certs.root, 'secret')}`,
+    ]);
   };
-  const kill = (id: string) =>
-    new Promise<void>((resolve) => {
-      const proc = procs.get(id)!;
-      if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
-      proc.once('exit', () => resolve());
-      proc.kill('SIGKILL');
-    });
+  const kill = (id: string) => cluster.kill9(id);
   const connect = async (id: string, token: string | undefined, caDir = certs.main) => {
     const c = await TidemarkClient.connect({
       endpoints: [`127.0.0.1:${ports.find((x) => x.id === id)!.grpc}`],
@@ -137,10 +110,15 @@ describe('a cluster with mTLS and auth', () => {
       `${WRITE_TOKEN} write ingest\n${READ_TOKEN} read grafana\n${ADMIN_TOKEN} admin ops\n`,
     );
     writeFileSync(join(certs.root, 'secret'), SECRET);
-    ports = await allocatePorts(IDS);
+    cluster = new ProcessCluster(IDS, [`--shards=${SHARDS}`], {
+      insecure: false,
+      keepOutputChunks: Infinity,
+    });
+    await cluster.init();
+    ports = cluster.ports;
     for (const id of IDS) start(id, certs.main);
     for (const id of IDS) {
-      await poll(() => ready(id), `node ${id} ready (${output.get(id)?.join('')})`, {
+      await poll(() => ready(id), `node ${id} ready (${cluster.output.get(id)?.join('')})`, {
         timeoutMs: 90_000,
         everyMs: 300,
         retryErrors: true,
@@ -150,7 +128,7 @@ describe('a cluster with mTLS and auth', () => {
 
   afterAll(async () => {
     for (const c of clients) await c.close().catch(() => undefined);
-    await Promise.all(IDS.map(kill));
+    await cluster.close();
     rmSync(certs.root, { recursive: true, force: true });
   });
 
@@ -204,7 +182,7 @@ describe('a cluster with mTLS and auth', () => {
     start('c', certs.other);
     // c's client port now presents the other CA's certificate.
     const cOther = await connect('c', ADMIN_TOKEN, certs.other);
-    await poll(() => cOther.status(), `c serving again (${output.get('c')?.join('')})`, {
+    await poll(() => cOther.status(), `c serving again (${cluster.output.get('c')?.join('')})`, {
       timeoutMs: 60_000,
       everyMs: 300,
       retryErrors: true,
@@ -251,7 +229,7 @@ describe('a cluster with mTLS and auth', () => {
   }, 120_000);
 
   it('never writes a token to the logs', () => {
-    const all = [...output.values()].flat().join('');
+    const all = [...cluster.output.values()].flat().join('');
     expect(all).toContain('tidemark node started');
     for (const t of [WRITE_TOKEN, READ_TOKEN, ADMIN_TOKEN, READ_JWT, SECRET]) expect(all).not.toContain(t);
   });
