@@ -134,29 +134,7 @@ describe('TidemarkClient.write', () => {
     expect(cluster.node('n1').samples.length).toBe(4);
   });
 
-  it('a node that stops answering gets part of the deadline, then another node is tried', async () => {
-    cluster = await startFakeCluster({ nodes: 2, shards: 1, leaders: ['n0'] });
-    for (const n of cluster.nodes) n.forwarding = true;
-    // n0 (the leader as far as the client knows) hangs: isolated or paused.
-    let release!: () => void;
-    cluster.node('n0').gate = new Promise<void>((r) => {
-      release = r;
-    });
-    client = await TidemarkClient.connect({
-      endpoints: cluster.endpoints,
-      deadlineMs: 4000,
-      retry: { initialMs: 1 },
-    });
-    try {
-      const res = await client.write(points(4));
-      expect(res.accepted).toBe(4);
-      expect(cluster.node('n1').samples.length).toBe(4);
-    } finally {
-      release();
-    }
-  });
-
-  it('avoids a node that stopped answering in later writes while another node can forward', async () => {
+  it('a node that stops answering gets part of the deadline, another node is tried, and later writes avoid it', async () => {
     cluster = await startFakeCluster({ nodes: 2, shards: 1, leaders: ['n0'] });
     for (const n of cluster.nodes) n.forwarding = true;
     let release!: () => void;
