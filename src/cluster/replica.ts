@@ -178,7 +178,11 @@ export class ShardReplica {
   }
 
   /** Opens (creating if needed) the replica's directories, repairs an interrupted install, starts Raft. */
-  static async open(opts: ShardReplicaOptions): Promise<ShardReplica> {
+  static async open(options: ShardReplicaOptions): Promise<ShardReplica> {
+    const opts: ShardReplicaOptions = {
+      ...options,
+      storeOptions: storeOptionsUnderRaft(options.storeOptions),
+    };
     const dir = shardDirOf(opts.dataDir, opts.shard);
     mkdirSync(dir, { recursive: true });
     const recovery = await recoverStoreSwap(dir);
@@ -466,6 +470,16 @@ export class ShardReplica {
       );
     });
   }
+}
+
+/**
+ * A store under Raft without a sync interval syncs pipelined (fsync off the event loop, docs/format/store.md
+ * "Pipelined sync"): its durable index lags one commit, which the log covers — it is fsync'd before apply
+ * and never compacted past the store's durable index — and it never tears on an OS crash, so a replica
+ * with no peer (R=1) still recovers everything acknowledged.
+ */
+function storeOptionsUnderRaft(o: Partial<LmdbStoreOptions> | undefined): Partial<LmdbStoreOptions> {
+  return (o?.syncIntervalMs ?? 0) === 0 ? { pipelinedSync: true, ...o, syncIntervalMs: 0 } : { ...o };
 }
 
 /** Rewrites a NOT_LEADER hint from a Raft member id to the node clients and forwarders address. */

@@ -7,6 +7,7 @@
  */
 import { dataCorruption, invalidArgument, type TidemarkError } from '../errors/index.js';
 import {
+  BoundedCache,
   MAX_NAME_BYTES,
   MAX_TAGS,
   MAX_TIMESTAMP_MS,
@@ -53,6 +54,26 @@ export const MAX_KEY_BYTES = MAX_NAME_BYTES + MAX_TAGS * (2 + MAX_NAME_BYTES + M
 /** Most samples one entry may carry (the varint count is checked against this before allocating). */
 export const MAX_ENTRY_SAMPLES = 16_777_216;
 export const MAX_ENTRY_SERIES = 16_777_216;
+
+/**
+ * Decoded series by canonical key (latin1 string of the key bytes): every entry of a shard carries the
+ * full key of each of its series, and the same series recur entry after entry. A hit skips decoding and
+ * validation, and hands out the same (frozen) Series object every time, so the store's per-object cache
+ * (LmdbShardStore.resolveSeries) skips canonicalizing and hashing it too. Bounded: 65,536 series per
+ * process (a few MB); beyond that the oldest go and are decoded again when they recur.
+ */
+export const DECODED_SERIES_CACHE_SIZE = 65_536;
+let decodedSeries = new BoundedCache<string, Series>(DECODED_SERIES_CACHE_SIZE);
+
+/** How many decoded series the process-wide cache holds now, and its bound. */
+export function decodedSeriesCache(): { size: number; capacity: number } {
+  return { size: decodedSeries.size, capacity: decodedSeries.capacity };
+}
+
+/** Replaces the process-wide decoded-series cache by an empty one of `capacity` series. */
+export function resetDecodedSeriesCache(capacity = DECODED_SERIES_CACHE_SIZE): void {
+  decodedSeries = new BoundedCache<string, Series>(capacity);
+}
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 const TWO31 = 2 ** 31;
@@ -247,6 +268,7 @@ export function decodeBatch(bytes: Uint8Array): { batch: SampleBatch; extra: Bat
   }
   const series: Series[] = new Array(nSeries);
   const seen = new Set<string>();
+  const raw = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
   for (let i = 0; i < nSeries; i++) {
     cur.p = p;
     const klen = cur.varint(len, 'series key length');
@@ -254,9 +276,17 @@ export function decodeBatch(bytes: Uint8Array): { batch: SampleBatch; extra: Bat
     if (klen === 0 || klen > MAX_KEY_BYTES || klen > len - p) {
       throw corrupt('bad_series_key', `batch entry: series ${i} key length ${klen} is invalid or truncated`);
     }
-    const key = bytes.subarray(p, p + klen);
+    // A valid series has exactly one canonical key, so equal keys are the same series (and vice versa).
+    const k = raw.toString('latin1', p, p + klen);
+    let s = decodedSeries.get(k);
+    if (s === undefined) {
+      s = decodeSeries(bytes.subarray(p, p + klen), i);
+      decodedSeries.set(k, s);
+    }
+    if (seen.has(k)) throw corrupt('duplicate_series', `batch entry: series ${i} appears twice`);
+    seen.add(k);
+    series[i] = s;
     p += klen;
-    series[i] = decodeSeries(key, i, seen);
   }
   cur.p = p;
   const n = cur.varint(len, 'sample count');
@@ -363,7 +393,8 @@ function compareRanges(key: Buffer, a1: number, b1: number, a2: number, b2: numb
  * Parses and re-validates a canonical key: metric (0xff name 0xff value)*, names strictly ascending by
  * bytes (so the key is the canonical one and names are unique). Returns the series and a dedup string.
  */
-function decodeSeries(bytes: Uint8Array, i: number, seen: Set<string>): Series {
+/** Decodes and validates one canonical key; the Series is frozen (it is shared through the cache). */
+function decodeSeries(bytes: Uint8Array, i: number): Series {
   const key = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
   const bounds: number[] = [];
   let from = 0;
@@ -383,25 +414,21 @@ function decodeSeries(bytes: Uint8Array, i: number, seen: Set<string>): Series {
     }
   }
   let series: Series;
-  let dedup: string;
   try {
     const metric = text(key, bounds[0], bounds[1]);
-    dedup = metric;
     const pairs: [string, string][] = [];
     for (let p = 1; p < parts; p += 2) {
       const name = text(key, bounds[2 * p], bounds[2 * p + 1]);
       const value = text(key, bounds[2 * p + 2], bounds[2 * p + 3]);
       pairs.push([name, value]);
-      dedup += `\u0000${name}\u0000${value}`;
     }
     series = makeSeries(metric, pairs);
   } catch (err) {
     const msg = err instanceof Error ? err.message : String(err);
     throw corrupt('series_invalid', `batch entry: series ${i} is invalid: ${msg}`, err);
   }
-  if (seen.has(dedup)) throw corrupt('duplicate_series', `batch entry: series ${i} appears twice`);
-  seen.add(dedup);
-  return series;
+  Object.freeze(series.tags);
+  return Object.freeze(series);
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@
 import type { Database } from 'lmdb';
 import { decodeChunk, encodeChunk, readChunkHeader } from '../chunk/index.js';
 import { MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS } from '../model/index.js';
-import { lowerBound } from './iterator.js';
+import { lowerBound, upperBound } from './iterator.js';
 import { chunkKey, chunkKeyEnd, chunkKeyStart, idKey } from './keys.js';
 
 interface Entry {
@@ -19,6 +19,9 @@ export class ChunkTable {
   // Decode scratch, reused (grows to the largest chunk seen).
   private decTs: Float64Array = new Float64Array(0);
   private decVals: Float64Array = new Float64Array(0);
+  // lastIn's decode scratch (a read path: kept apart from the write paths' scratch).
+  private lastTs: Float64Array = new Float64Array(0);
+  private lastVals: Float64Array = new Float64Array(0);
 
   constructor(
     private readonly db: Database<Buffer, Buffer>,
@@ -257,6 +260,33 @@ export class ChunkTable {
       if (!some) some = (h.minT >= lo && h.minT <= hi) || h.maxT <= hi || this.hasSampleIn(value, lo, hi);
     }
     return { chunks, some };
+  }
+
+  /**
+   * The newest sample with lo <= t <= hi (0 <= lo <= hi) into `out`; false when there is none. Chunks are
+   * read newest first from the one with the greatest key <= hi: keys partition time, so every older chunk
+   * holds only older samples, and the walk stops at the first chunk that answers or ends before lo. Usually
+   * one chunk is decoded (more only where deletes left a chunk with nothing at or below hi).
+   */
+  lastIn(id: Uint8Array, lo: number, hi: number, out: { t: number; v: number }): boolean {
+    for (const { value } of this.db.getRange({
+      start: chunkKey(id, Math.min(hi, MAX_TIMESTAMP_MS)),
+      end: idKey(id),
+      reverse: true,
+    }) as Iterable<Entry>) {
+      const h = readChunkHeader(value, { verifyChecksum: false });
+      if (h.maxT < lo) return false;
+      if (h.minT > hi) continue;
+      const d = decodeChunk(value, this.lastTs, this.lastVals);
+      this.lastTs = d.ts;
+      this.lastVals = d.vals;
+      const i = upperBound(d.ts, 0, d.count, hi) - 1; // >= 0: minT <= hi
+      if (d.ts[i]! < lo) return false;
+      out.t = d.ts[i]!;
+      out.v = d.vals[i]!;
+      return true;
+    }
+    return false;
   }
 
   private hasSampleIn(bytes: Uint8Array, lo: number, hi: number): boolean {

@@ -23,6 +23,11 @@ export class Head {
     this.vals = vals;
   }
 
+  /** Makes room for `total` samples at once (a batch's count for the series), instead of doubling per sample. */
+  reserve(total: number): void {
+    if (total > this.ts.length) this.grow(total);
+  }
+
   /** Inserts in timestamp order; an equal timestamp replaces the value (last write wins). */
   insert(t: number, v: number): void {
     const n = this.count;

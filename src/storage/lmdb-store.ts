@@ -59,6 +59,7 @@ import type {
   ApplyResult,
   DeleteRequest,
   DeleteResult,
+  LastSample,
   RejectedSample,
   RejectReason,
   RetentionResult,
@@ -100,10 +101,32 @@ export interface LmdbStoreOptions extends StoreOptions {
    * LMDB file written without fsync: the store then refuses to open (`store_unsynced_os_restart`).
    */
   syncIntervalMs: number;
+  /**
+   * Only with syncIntervalMs = 0, for a store under Raft (src/cluster/replica.ts): each write group commits
+   * without fsync on the event loop and is then fsync'd on a worker thread (lmdb-js env.sync); the next group
+   * commits only after that sync, so at most one commit is ever unsynced and LMDB's two meta pages always
+   * include a synced snapshot. Operations resolve at commit (page cache: survives kill -9). appliedIndex()
+   * reports the older of the two synced snapshots, which survives an OS crash: after an OS restart the
+   * store opens that snapshot (LMDB's MDB_PREVSNAPSHOT) instead of refusing, and the Raft log, never
+   * compacted past appliedIndex(), re-applies the rest. The event loop never waits for an fsync.
+   * docs/format/store.md "Pipelined sync".
+   */
+  pipelinedSync: boolean;
 }
 
 /** Marker present while deferred-sync commits may be unsynced; holds the kernel boot id. */
 const UNSYNCED_MARKER = 'UNSYNCED';
+/** Second line of the marker of a pipelined-sync store: an OS restart rolls back one commit, never tears. */
+const PIPELINED_TAG = 'pipelined';
+
+/** lmdb-js runs mdb_env_sync(force) on a worker thread; its typings omit sync(). */
+function envSync(env: RootDatabase): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    (env as unknown as { sync(cb: (err: unknown) => void): void }).sync((err) =>
+      err ? reject(err) : resolve(),
+    );
+  });
+}
 
 function bootId(): string {
   try {
@@ -141,7 +164,8 @@ function u64(n: number): Buffer {
 export class LmdbShardStore implements ShardStore {
   readonly capabilities: StoreCapabilities;
 
-  private readonly byHex = new Map<string, SeriesState>();
+  /** Live series by hex id; also keeps each metric's series in memory for reads (SeriesMap, below). */
+  private readonly byHex = new SeriesMap();
   private readonly byObj = new WeakMap<Series, SeriesState>();
   private readonly dirty: SeriesState[] = [];
   /** Series removed since the last checkpoint: their head records must go. */
@@ -159,6 +183,10 @@ export class LmdbShardStore implements ShardStore {
   /** The sync queued behind the running one, if any. */
   private syncNext: Promise<void> | null = null;
   private syncsStopped = false;
+  /** Pipelined sync: the fsync of the last commit while it runs (the next group commits after it). */
+  private pipeSync: Promise<void> | null = null;
+  /** Pipelined sync: the applied index of the last commit (the newer meta page once synced). */
+  private lastCommit = 0;
   private group: WriteGroup | null = null;
   /** Unindexed operations (retention) applied after `applied`; part of the wal key. */
   private walSeq = 0;
@@ -175,6 +203,8 @@ export class LmdbShardStore implements ShardStore {
   private accTs = new Float64Array(1024);
   private accVals = new Float64Array(1024);
   private accRefs = new Uint32Array(1024);
+  /** Samples per series ref of the batch being applied (scratch). */
+  private perRef = new Uint32Array(64);
   private mergeSt: SeriesState[] = [];
   private mergeT: number[] = [];
   private mergeV: number[] = [];
@@ -192,10 +222,11 @@ export class LmdbShardStore implements ShardStore {
     private readonly walDb: Database<Buffer, Buffer>,
     private readonly headDb: Database<Buffer, Buffer>,
     private readonly syncIntervalMs: number,
+    private readonly pipelined: boolean,
   ) {
     this.chunks = new ChunkTable(chunksDb, opts.sealSamples);
     this.index = new PostingsIndex(seriesDb, postingsDb);
-    this.capabilities = { persistent: true, syncDeferred: syncIntervalMs > 0 };
+    this.capabilities = { persistent: true, syncDeferred: syncIntervalMs > 0 || pipelined };
     if (syncIntervalMs > 0) {
       this.syncTimer = setInterval(() => {
         if (this.committedIndex > this.durableIndex) void this.syncNow().catch(() => {});
@@ -218,12 +249,7 @@ export class LmdbShardStore implements ShardStore {
       return this.syncNext;
     }
     const upTo = this.committedIndex;
-    const run = new Promise<void>((resolve, reject) => {
-      // lmdb-js runs mdb_env_sync(force) on a worker thread; its typings omit sync().
-      (this.env as unknown as { sync(cb: (err: unknown) => void): void }).sync((err) =>
-        err ? reject(err) : resolve(),
-      );
-    }).then(() => {
+    const run = envSync(this.env).then(() => {
       if (upTo > this.durableIndex) this.durableIndex = upTo;
     });
     this.syncing = run.finally(() => {
@@ -234,7 +260,7 @@ export class LmdbShardStore implements ShardStore {
 
   /** Opens (creating if needed) the store in `dir` and recovers it. */
   static async open(dir: string, options?: Partial<LmdbStoreOptions>): Promise<LmdbShardStore> {
-    const { syncIntervalMs = 0, ...storeOptions } = options ?? {};
+    const { syncIntervalMs = 0, pipelinedSync = false, ...storeOptions } = options ?? {};
     const opts = resolveStoreOptions(storeOptions);
     if (!Number.isInteger(syncIntervalMs) || syncIntervalMs < 0 || syncIntervalMs > 3_600_000) {
       throw invalidArgument(
@@ -250,10 +276,14 @@ export class LmdbShardStore implements ShardStore {
     }
     mkdirSync(dir, { recursive: true });
     const deferred = syncIntervalMs > 0;
+    const pipelined = pipelinedSync === true && !deferred;
     const marker = join(dir, UNSYNCED_MARKER);
+    let previousSnapshot = false;
     if (existsSync(marker)) {
-      const was = readFileSync(marker, 'utf8').trim();
-      if (was !== bootId()) {
+      const [was, tag] = readFileSync(marker, 'utf8').trim().split('\n');
+      // A pipelined store had at most one unsynced commit: its older meta page is a synced snapshot.
+      if (was !== bootId() && pipelined && tag === PIPELINED_TAG) previousSnapshot = true;
+      else if (was !== bootId()) {
         throw new TidemarkError(
           'FAILED_PRECONDITION',
           'store_unsynced_os_restart',
@@ -267,7 +297,15 @@ export class LmdbShardStore implements ShardStore {
     // commit is LMDB's durable commit (fsync before the meta page), and every write also awaits
     // env.flushed. Deferred mode writes the marker (fsync'd) before the first unsynced commit.
     if (deferred) writeDurably(marker, `${bootId()}\n`);
-    const env = open({ path: dir, compression: false, maxDbs: 8, noSync: deferred });
+    if (pipelined) writeDurably(marker, `${bootId()}\n${PIPELINED_TAG}\n`);
+    const env = open({
+      path: dir,
+      compression: false,
+      maxDbs: 8,
+      noSync: deferred || pipelined,
+      // After an OS restart: the older of the two meta pages, the last snapshot known to be synced.
+      ...(previousSnapshot ? { usePreviousSnapshot: true } : {}),
+    });
     const db = (name: string) =>
       env.openDB<Buffer, Buffer>({ name, keyEncoding: 'binary', encoding: 'binary', compression: false });
     const store = new LmdbShardStore(
@@ -281,6 +319,7 @@ export class LmdbShardStore implements ShardStore {
       db('wal'),
       db('head'),
       syncIntervalMs,
+      pipelined,
     );
     try {
       await store.recover();
@@ -294,9 +333,13 @@ export class LmdbShardStore implements ShardStore {
   // ---------------------------------------------------------------- lifecycle & recovery
 
   private async recover(): Promise<void> {
+    // Pipelined sync: what a crashed process left in the page cache is synced before any commit, and so
+    // is every commit of the recovery, so that no two unsynced commits ever exist.
+    if (this.pipelined) await envSync(this.env);
     const fmt = this.metaDb.get(META_FORMAT);
     if (fmt === undefined) {
       this.env.transactionSync(() => this.metaDb.putSync(META_FORMAT, u32(STORE_FORMAT_VERSION)));
+      if (this.pipelined) await envSync(this.env);
     } else if (fmt.length !== 4 || fmt.readUInt32BE(0) !== STORE_FORMAT_VERSION) {
       const v = fmt.length === 4 ? fmt.readUInt32BE(0) : -1;
       throw new TidemarkError(
@@ -332,6 +375,7 @@ export class LmdbShardStore implements ShardStore {
           this.redo(decodeWalRecord(value));
         }
       });
+      if (this.pipelined) await envSync(this.env);
     }
     if (index > this.applied) {
       throw dataCorruption(
@@ -347,7 +391,10 @@ export class LmdbShardStore implements ShardStore {
     // Deferred mode: what recovery found came through the page cache, not necessarily the disk; it is
     // counted durable after the first sync (the log keeps those entries until then).
     this.committedIndex = this.applied;
-    if (this.syncIntervalMs === 0) this.durableIndex = this.applied;
+    if (this.pipelined) {
+      this.lastCommit = this.applied;
+      await this.settle();
+    } else if (this.syncIntervalMs === 0) this.durableIndex = this.applied;
     else await this.syncNow();
   }
 
@@ -475,13 +522,51 @@ export class LmdbShardStore implements ShardStore {
     g.done = Promise.resolve(committed).then(async () => {
       if (g.aborted) throw this.failed;
       if (g.lastIndex > this.committedIndex) this.committedIndex = g.lastIndex;
+      if (this.pipelined) return this.syncCommit(g.lastIndex);
       if (this.syncIntervalMs > 0) return;
       await this.env.flushed;
       if (g.lastIndex > this.durableIndex) this.durableIndex = g.lastIndex;
     });
     g.done.catch(() => {});
     this.group = g;
-    setImmediate(() => end(g.aborted ? ABORT : true));
+    setImmediate(() => {
+      const close = () => end(g.aborted ? ABORT : true);
+      // Pipelined sync: commit only once the previous commit is synced (operations keep joining meanwhile).
+      if (this.pipeSync !== null) this.pipeSync.then(close, close);
+      else close();
+    });
+  }
+
+  /**
+   * Pipelined sync, after each commit: fsync off the event loop. Once it is done the two meta pages are this
+   * commit and the previous one, both synced; an OS restart opens the older, so that is the durable index.
+   */
+  private syncCommit(index: number): void {
+    const older = this.lastCommit;
+    this.lastCommit = index;
+    const run = envSync(this.env).then(
+      () => {
+        if (older > this.durableIndex) this.durableIndex = older;
+        // Idle now (no group waiting for this sync): one more, no-op, commit makes the older meta page
+        // this commit, so the durable index catches up instead of lagging until the next write.
+        if (this.group === null && !this.isClosed && this.failed === null && this.durableIndex < index) {
+          this.txn(() => this.metaDb.putSync(META_FORMAT, u32(STORE_FORMAT_VERSION)));
+        }
+      },
+      (err: unknown) => {
+        this.failed ??= new TidemarkError(
+          'INTERNAL',
+          'store_failed',
+          `shard store sync failed; reopen to recover: ${String(err)}`,
+          {},
+          err,
+        );
+      },
+    );
+    const tracked: Promise<void> = run.finally(() => {
+      if (this.pipeSync === tracked) this.pipeSync = null;
+    });
+    this.pipeSync = tracked;
   }
 
   /**
@@ -490,13 +575,14 @@ export class LmdbShardStore implements ShardStore {
    */
   private async durable(): Promise<void> {
     if (this.group !== null) await this.group.done;
-    else if (this.syncIntervalMs === 0) await this.env.flushed;
+    else if (this.syncIntervalMs === 0 && !this.pipelined) await this.env.flushed;
   }
 
-  /** Resolves when everything written so far is on disk (fsync'd), in either mode. */
+  /** Resolves when everything written so far is on disk (fsync'd), in any mode. */
   private async synced(): Promise<void> {
     await this.durable();
-    if (this.syncIntervalMs > 0) await this.syncNow();
+    if (this.pipelined) await this.pipeSync;
+    else if (this.syncIntervalMs > 0) await this.syncNow();
   }
 
   /** The last entry whose effects are durable (entries still in an open write group are not counted). */
@@ -564,6 +650,20 @@ export class LmdbShardStore implements ShardStore {
     }
     const { accTs, accVals, accRefs } = this;
     const refs = batch.seriesRef;
+    // Heads grow once per batch to what the batch brings (bounded by the seal size), not by doubling.
+    if (this.perRef.length < nSeries)
+      this.perRef = new Uint32Array(Math.max(nSeries, 2 * this.perRef.length));
+    const perRef = this.perRef;
+    perRef.fill(0, 0, nSeries);
+    for (let i = 0; i < limit; i++) {
+      const r = refs[i]!;
+      if (r < nSeries) perRef[r]!++;
+    }
+    for (let j = 0; j < nSeries; j++) {
+      const st = states[j];
+      if (st != null && perRef[j]! > 1)
+        st.head.reserve(Math.min(st.head.count + perRef[j]!, this.opts.sealSamples));
+    }
     const tss = batch.timestamps;
     const vals = batch.values;
     const ooo = this.opts.oooWindowMs;
@@ -877,6 +977,19 @@ export class LmdbShardStore implements ShardStore {
     this.check();
     this.checkpointSync();
     await this.synced();
+    if (this.pipelined) await this.settle();
+  }
+
+  /**
+   * Pipelined sync: one more (no-op) synced commit after everything so far is synced: then both meta pages
+   * hold the current applied index, and so does the older one (what an OS restart opens).
+   */
+  private async settle(): Promise<void> {
+    await this.synced();
+    const at = this.applied;
+    this.txn(() => this.metaDb.putSync(META_FORMAT, u32(STORE_FORMAT_VERSION)));
+    await this.synced();
+    if (at > this.durableIndex) this.durableIndex = at;
   }
 
   /**
@@ -905,10 +1018,11 @@ export class LmdbShardStore implements ShardStore {
       while (this.syncing !== null || this.syncNext !== null) {
         await (this.syncNext ?? this.syncing)?.catch(() => {});
       }
+      while (this.pipeSync !== null) await this.pipeSync;
       await this.env.close();
     }
     // Clean close: everything is fsync'd (a failed store keeps the marker: it was not synced).
-    if (this.syncIntervalMs > 0 && this.failed === null)
+    if ((this.syncIntervalMs > 0 || this.pipelined) && this.failed === null)
       rmSync(join(this.dir, UNSYNCED_MARKER), { force: true });
   }
 
@@ -923,6 +1037,13 @@ export class LmdbShardStore implements ShardStore {
   /** Matching live series, sorted by id: postings candidates, then the metric and every matcher. */
   private matching(sel: CompiledSelect): SeriesState[] {
     const out: SeriesState[] = [];
+    // The metric's series are in memory: filter them, unless the metric has so many that a `=` matcher's
+    // postings list (on disk) is likely cheaper (MEMORY_SCAN_SERIES).
+    const all = this.byHex.ofMetric(sel.metric);
+    if (all.length <= MEMORY_SCAN_SERIES || !sel.matchers.some((m) => m.op === '=' && m.value !== '')) {
+      for (const st of all) if (matchesAll(sel.matchers, st.series)) out.push(st);
+      return out;
+    }
     for (const hex of this.index.candidates(sel)) {
       const st = this.byHex.get(hex);
       if (st !== undefined && st.series.metric === sel.metric && matchesAll(sel.matchers, st.series)) {
@@ -951,6 +1072,32 @@ export class LmdbShardStore implements ShardStore {
     }
     return out;
   }
+
+  // ---- selectLast (query read path; kept in its own region)
+
+  selectLast(request: SelectRequest): LastSample[] {
+    this.check();
+    const sel = compileSelect(request);
+    const lo = Math.max(sel.minT, this.cutoff);
+    const hi = sel.maxT;
+    const out: LastSample[] = [];
+    if (lo > hi) return out;
+    const cur = { t: 0, v: 0 };
+    for (const st of this.matching(sel)) {
+      // Head samples are newer than every sealed one (SeriesState.sealedMaxT): the head answers first; only
+      // when it holds nothing at or below hi can an older sample be in the chunks.
+      const head = st.head;
+      const i = upperBound(head.ts, 0, head.count, hi) - 1;
+      if (i >= 0 && head.ts[i]! >= lo) {
+        out.push({ id: st.id, series: st.series, t: head.ts[i]!, v: head.vals[i]! });
+      } else if (i < 0 && this.chunks.lastIn(st.id, lo, hi, cur)) {
+        out.push({ id: st.id, series: st.series, t: cur.t, v: cur.v });
+      }
+    }
+    return out;
+  }
+
+  // ---- end selectLast
 
   seriesCount(): number {
     this.check();
@@ -1009,6 +1156,79 @@ export class LmdbShardStore implements ShardStore {
     };
   }
 }
+
+// ---- SeriesMap (query read path; kept in its own region)
+
+/**
+ * Up to this many series of the metric, matching() filters them in memory rather than look up a `=`
+ * matcher's postings on disk: a lookup (an LMDB cursor, ~3-7 us) costs about as much as checking ~100
+ * series in memory.
+ */
+const MEMORY_SCAN_SERIES = 64;
+const NO_SERIES: readonly SeriesState[] = [];
+
+/**
+ * The store's live series by hex id, plus each metric's series, so that reads resolve a metric without
+ * an LMDB postings scan. Every change of the live set goes through set/delete (register, removeSeries,
+ * recovery), which keep the per-metric sets in step; the sorted list per metric is rebuilt on the first
+ * read after a change of that metric. Costs one set entry per series.
+ */
+class SeriesMap extends Map<string, SeriesState> {
+  private readonly metrics = new Map<string, Set<SeriesState>>();
+  /** Sorted by hex id; dropped when the metric's set changes. */
+  private readonly sorted = new Map<string, readonly SeriesState[]>();
+
+  override set(hex: string, st: SeriesState): this {
+    const prev = super.get(hex);
+    if (prev !== st) {
+      if (prev !== undefined) this.unlink(prev);
+      const m = st.series.metric;
+      let set = this.metrics.get(m);
+      if (set === undefined) {
+        set = new Set();
+        this.metrics.set(m, set);
+      }
+      set.add(st);
+      this.sorted.delete(m);
+    }
+    return super.set(hex, st);
+  }
+
+  override delete(hex: string): boolean {
+    const prev = super.get(hex);
+    if (prev !== undefined) this.unlink(prev);
+    return super.delete(hex);
+  }
+
+  override clear(): void {
+    this.metrics.clear();
+    this.sorted.clear();
+    super.clear();
+  }
+
+  private unlink(st: SeriesState): void {
+    const m = st.series.metric;
+    const set = this.metrics.get(m);
+    if (set === undefined) return;
+    set.delete(st);
+    if (set.size === 0) this.metrics.delete(m);
+    this.sorted.delete(m);
+  }
+
+  /** The metric's live series, sorted by hex id (do not modify). */
+  ofMetric(metric: string): readonly SeriesState[] {
+    let list = this.sorted.get(metric);
+    if (list === undefined) {
+      const set = this.metrics.get(metric);
+      if (set === undefined) return NO_SERIES;
+      list = [...set].sort((a, b) => (a.hex < b.hex ? -1 : a.hex > b.hex ? 1 : 0));
+      this.sorted.set(metric, list);
+    }
+    return list;
+  }
+}
+
+// ---- end SeriesMap
 
 /** Opens (creating if needed) the LMDB shard store in `dir`: LmdbShardStore.open. */
 export function openShardStore(dir: string, options?: Partial<LmdbStoreOptions>): Promise<LmdbShardStore> {

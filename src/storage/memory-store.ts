@@ -18,6 +18,7 @@ import type {
   ApplyResult,
   DeleteRequest,
   DeleteResult,
+  LastSample,
   RejectedSample,
   RetentionResult,
   SampleBatch,
@@ -250,6 +251,19 @@ export class MemoryShardStore implements ShardStore {
           sel.maxT,
         ),
       );
+    }
+    return out;
+  }
+
+  selectLast(request: SelectRequest): LastSample[] {
+    this.check();
+    const sel = compileSelect(request);
+    const lo = Math.max(sel.minT, this.cutoff);
+    const out: LastSample[] = [];
+    if (lo > sel.maxT) return out;
+    for (const s of this.matching(sel)) {
+      const i = upperBound(s.ts, 0, s.ts.length, sel.maxT) - 1;
+      if (i >= 0 && s.ts[i]! >= lo) out.push({ id: s.id, series: s.series, t: s.ts[i]!, v: s.vals[i]! });
     }
     return out;
   }

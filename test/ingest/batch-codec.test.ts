@@ -3,8 +3,10 @@ import { describe, expect, it } from 'vitest';
 import { isTidemarkError, type TidemarkError } from '../../src/errors/index.js';
 import {
   BatchBuilder,
+  DECODED_SERIES_CACHE_SIZE,
   decodeBatch,
   decodeDelete,
+  decodedSeriesCache,
   decodePolicy,
   EntryKind,
   emptyBatch,
@@ -12,6 +14,7 @@ import {
   encodeDelete,
   encodePolicy,
   entryKind,
+  resetDecodedSeriesCache,
 } from '../../src/ingest/index.js';
 import { canonicalKey, MAX_TIMESTAMP_MS, makeSeries } from '../../src/model/index.js';
 import type { DeleteRequest, SampleBatch } from '../../src/storage/store.js';
@@ -334,5 +337,68 @@ describe('policy entries (kind 3)', () => {
     expect(() => decodePolicy(ok.subarray(0, ok.length - 1))).toThrow(/truncated/);
     expect(() => decodePolicy(Uint8Array.from([...ok, 0]))).toThrow(/trailing/);
     expect(() => decodePolicy(encodeDelete({ metric: 'm' }))).toThrow(/not a policy/);
+  });
+});
+
+describe('decoded series cache', () => {
+  const one = (series: { metric: string; tags: Record<string, string> }[]): SampleBatch => ({
+    series,
+    seriesRef: new Uint32Array(series.map((_, i) => i)),
+    timestamps: new Float64Array(series.map(() => 1000)),
+    values: new Float64Array(series.map(() => 1)),
+    length: series.length,
+  });
+
+  it('hands out the same frozen Series for a key seen before, so the store resolves it by identity', () => {
+    const s = { metric: 'cache_same', tags: { host: 'a', dc: 'x' } };
+    const a = decodeBatch(encodeBatch(one([s]))).batch.series[0]!;
+    const b = decodeBatch(encodeBatch(one([{ metric: 'cache_same', tags: { dc: 'x', host: 'a' } }]))).batch
+      .series[0]!;
+    expect(b).toBe(a);
+    expect(a).toEqual({ metric: 'cache_same', tags: { dc: 'x', host: 'a' } });
+    expect(Object.isFrozen(a)).toBe(true);
+    expect(Object.isFrozen(a.tags)).toBe(true);
+  });
+
+  it('stays bounded: never more than its capacity, and evicted series decode again', () => {
+    expect(decodedSeriesCache().capacity).toBe(DECODED_SERIES_CACHE_SIZE);
+    resetDecodedSeriesCache(100);
+    try {
+      const first = decodeBatch(encodeBatch(one([{ metric: 'cache_bound', tags: { i: 'first' } }]))).batch
+        .series[0]!;
+      for (let done = 0; done < 250; done += 50) {
+        const series = Array.from({ length: 50 }, (_, k) => ({
+          metric: 'cache_bound',
+          tags: { i: String(done + k) },
+        }));
+        decodeBatch(encodeBatch(one(series)));
+        expect(decodedSeriesCache().size).toBeLessThanOrEqual(100);
+      }
+      expect(decodedSeriesCache().size).toBe(100);
+      const again = decodeBatch(encodeBatch(one([{ metric: 'cache_bound', tags: { i: 'first' } }]))).batch
+        .series[0]!;
+      expect(again).not.toBe(first); // evicted, decoded afresh
+      expect(again).toEqual(first);
+    } finally {
+      resetDecodedSeriesCache();
+    }
+  });
+
+  it('still rejects a key repeated within one entry, cached or not', () => {
+    const s = { metric: 'cache_dup', tags: { host: 'a' } };
+    decodeBatch(encodeBatch(one([s])));
+    const bytes = encodeBatch(one([s, { metric: 'cache_dup', tags: { host: 'b' } }]));
+    // Rewrite the second key's last byte ('b' → 'a'): the same series twice.
+    const at = bytes.lastIndexOf(0x62);
+    bytes[at] = 0x61;
+    const err = (() => {
+      try {
+        decodeBatch(bytes);
+      } catch (e) {
+        return e as TidemarkError;
+      }
+      return undefined;
+    })();
+    expect(err?.reason).toBe('duplicate_series');
   });
 });

@@ -22,7 +22,7 @@ function runAndKill(
   seed: number,
   minLines: number,
   delayMs: number,
-  syncIntervalMs: number,
+  syncIntervalMs: number | 'p',
 ): Promise<number> {
   return new Promise((resolve, reject) => {
     const args = ['--import', 'tsx', writer, dir, String(seed), String(syncIntervalMs)];
@@ -63,13 +63,15 @@ function runAndKill(
 
 describe('crash safety (SIGKILL a writer process)', () => {
   // syncIntervalMs 0: every batch fsync'd; 25: deferred sync (commits reach the page cache only, which
-  // a process crash does not lose).
+  // a process crash does not lose); 'p': pipelined sync (committed, fsync'd off the event loop).
   for (const [seed, syncIntervalMs] of [
     [11, 0],
     [12, 0],
     [13, 0],
     [14, 25],
     [15, 25],
+    [16, 'p'],
+    [17, 'p'],
   ] as const) {
     it(`seed ${seed}, syncIntervalMs ${syncIntervalMs}: resolved batches survive, no batch is torn`, async () => {
       const r = rng(seed);
@@ -86,7 +88,10 @@ describe('crash safety (SIGKILL a writer process)', () => {
           syncIntervalMs,
         );
         resolvedUpTo = Math.max(resolvedUpTo, reported);
-        const store = await LmdbShardStore.open(dir, { ...CRASH_OPTIONS, syncIntervalMs });
+        const store = await LmdbShardStore.open(dir, {
+          ...CRASH_OPTIONS,
+          ...(syncIntervalMs === 'p' ? { syncIntervalMs: 0, pipelinedSync: true } : { syncIntervalMs }),
+        });
         try {
           const applied = store.appliedIndex();
           // the writer awaits each batch: at most the one in flight may be there without being reported

@@ -36,8 +36,20 @@ export interface Dumped {
   vals: number[];
 }
 
-/** Everything a select returns, in plain arrays; also cross-checks iterator vs bulk access. */
+/**
+ * Everything a select returns, in plain arrays; also cross-checks iterator vs bulk access, and selectLast
+ * against the last sample of each selected series (same series, same order).
+ */
 export function dump(store: ShardStore, req: SelectRequest): Dumped[] {
+  const out = dumpSelect(store, req);
+  const last = store.selectLast(req).map((x) => ({ series: formatSeries(x.series), t: x.t, v: x.v }));
+  const want = out.map((d) => ({ series: d.series, t: d.ts.at(-1)!, v: d.vals.at(-1)! }));
+  if (JSON.stringify(last) !== JSON.stringify(want) || !last.every((x, i) => Object.is(x.v, want[i]!.v)))
+    throw new Error(`selectLast ${JSON.stringify(last)} != last of select ${JSON.stringify(want)}`);
+  return out;
+}
+
+function dumpSelect(store: ShardStore, req: SelectRequest): Dumped[] {
   return store.select(req).map((s) => {
     const a = s.toArrays();
     const it = s.iterator();

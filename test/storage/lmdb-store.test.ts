@@ -56,6 +56,100 @@ describeShardStore('LmdbShardStore (deferred sync)', {
   },
 });
 
+describeShardStore('LmdbShardStore (pipelined sync)', {
+  create: async (options) => {
+    const { dir, cleanup } = tempDir();
+    cleanups.push(cleanup);
+    const s = await LmdbShardStore.open(dir, { ...options, pipelinedSync: true });
+    dirs.set(s, dir);
+    return s;
+  },
+  reopen: async (store, options) => {
+    const dir = dirs.get(store)!;
+    await store.close();
+    const s = await LmdbShardStore.open(dir, { ...options, pipelinedSync: true });
+    dirs.set(s, dir);
+    return s;
+  },
+});
+
+describe('LmdbShardStore pipelined sync', () => {
+  /** A copy of the directory as it is now (what a crash leaves), with the marker rewritten if `boot` is given. */
+  function crashCopy(dir: string, boot?: string): string {
+    const copy = tempDir('tidemark-crash-image-');
+    cleanups.push(copy.cleanup);
+    copyFileSync(join(dir, 'data.mdb'), join(copy.dir, 'data.mdb'));
+    copyFileSync(join(dir, 'UNSYNCED'), join(copy.dir, 'UNSYNCED'));
+    if (boot !== undefined) writeFileSync(join(copy.dir, 'UNSYNCED'), `${boot}\npipelined\n`);
+    return copy.dir;
+  }
+
+  it('an OS restart opens the previous (synced) snapshot, at or past the reported durable index', async () => {
+    const { dir, cleanup } = tempDir();
+    cleanups.push(cleanup);
+    const s = await LmdbShardStore.open(dir, { pipelinedSync: true });
+    expect(s.capabilities.syncDeferred).toBe(true);
+    for (let k = 1; k <= 6; k++) await s.applyBatch(k, batch([[CPU_A, k * 1000, k]]));
+    await s.applyBatch(7, batch([[CPU_A, 7000, 7]])); // committed after entry 6's commit was synced
+    const durable = s.appliedIndex();
+    expect(durable).toBeLessThanOrEqual(6);
+    // Both images now, in this turn (entry 7's sync is still running; an idle no-op commit follows it).
+    const processCrash = crashCopy(dir);
+    const osCrash = crashCopy(dir, 'another-boot');
+    // A process crash (same boot): the page cache had everything committed.
+    const p = await LmdbShardStore.open(processCrash, { pipelinedSync: true });
+    expect(p.appliedIndex()).toBe(7);
+    await p.close();
+    // An OS crash: commit 7 may not have reached the disk whole; the synced snapshot before it opens.
+    const o = await LmdbShardStore.open(osCrash, { pipelinedSync: true });
+    expect(o.appliedIndex()).toBe(6);
+    expect(o.appliedIndex()).toBeGreaterThanOrEqual(durable);
+    expect(dump(o, { metric: 'cpu' })[0]!.ts).toEqual([1000, 2000, 3000, 4000, 5000, 6000]);
+    await o.applyBatch(7, batch([[CPU_A, 7000, 7]])); // what the Raft log re-applies
+    expect(dump(o, { metric: 'cpu' })).toEqual(dump(s, { metric: 'cpu' }));
+    await o.close();
+    await s.close();
+    expect(existsSync(join(dir, 'UNSYNCED'))).toBe(false);
+  });
+
+  it('when writes stop, the durable index catches up with the applied one (an idle no-op commit)', async () => {
+    const { dir, cleanup } = tempDir();
+    cleanups.push(cleanup);
+    const s = await LmdbShardStore.open(dir, { pipelinedSync: true });
+    for (let k = 1; k <= 3; k++) await s.applyBatch(k, batch([[CPU_A, k * 1000, k]]));
+    await poll(() => s.appliedIndex() === 3, 'durable index 3');
+    await s.close();
+  });
+
+  it('checkpoint() and a reopen make everything applied durable', async () => {
+    const { dir, cleanup } = tempDir();
+    cleanups.push(cleanup);
+    let s = await LmdbShardStore.open(dir, { pipelinedSync: true });
+    await s.applyBatch(1, batch([[CPU_A, 1000, 1]]));
+    await s.applyBatch(2, batch([[CPU_A, 2000, 2]]));
+    await s.checkpoint();
+    expect(s.appliedIndex()).toBe(2);
+    await s.applyBatch(3, batch([[CPU_A, 3000, 3]]));
+    await s.close();
+    s = await LmdbShardStore.open(dir, { pipelinedSync: true });
+    expect(s.appliedIndex()).toBe(3);
+    await s.close();
+  });
+
+  it('a deferred-sync marker from another boot is still refused in pipelined mode', async () => {
+    const { dir, cleanup } = tempDir();
+    cleanups.push(cleanup);
+    const s = await LmdbShardStore.open(dir, { syncIntervalMs: 100 });
+    await s.applyBatch(1, batch([[CPU_A, 1000, 1]]));
+    await s.close();
+    writeFileSync(join(dir, 'UNSYNCED'), 'another-boot\n');
+    const err = (await LmdbShardStore.open(dir, { pipelinedSync: true }).catch(
+      (e: unknown) => e,
+    )) as TidemarkError;
+    expect(err.reason).toBe('store_unsynced_os_restart');
+  });
+});
+
 describe('LmdbShardStore deferred sync', () => {
   it('reports as applied only what an fsync covered; checkpoint and close sync', async () => {
     const { dir, cleanup } = tempDir();

@@ -163,6 +163,72 @@ export function describeShardStore(name: string, factory: ShardStoreFactory): vo
       expect(s.select({ metric: 'cpu', minT: 31, maxT: 39 })).toEqual([]);
     });
 
+    it('selectLast: the newest sample in range per series, from the head or the sealed chunks', async () => {
+      const s = await make({ sealSamples: 4 });
+      // cpu0: chunks [10..40] [50..80], head [90, 100]; cpu1: one sample; cpu2: chunks only (sealed at 4).
+      await s.append(
+        batch([
+          ...[10, 20, 30, 40, 50, 60, 70, 80, 90, 100].map((t) => [cpu0, t, t / 10] as const),
+          [cpu1, 55, -1],
+          ...[5, 15, 25, 35].map((t) => [cpu2, t, t] as const),
+        ]),
+      );
+      const last = (minT?: number, maxT?: number) =>
+        s
+          .selectLast({
+            metric: 'cpu',
+            ...(minT === undefined ? {} : { minT }),
+            ...(maxT === undefined ? {} : { maxT }),
+          })
+          .map((x) => [x.series.tags.host, x.t, x.v]);
+      const sorted = (rows: (string | number | undefined)[][]) =>
+        [...rows].sort((a, b) => String(a[0]).localeCompare(String(b[0])));
+      expect(sorted(last())).toEqual([
+        ['a', 100, 10],
+        ['b', 55, -1],
+        ['c', 35, 35],
+      ]);
+      // maxT inside the head, below the head (the newest chunk answers), inside an older chunk.
+      expect(sorted(last(0, 95))).toEqual([
+        ['a', 90, 9],
+        ['b', 55, -1],
+        ['c', 35, 35],
+      ]);
+      expect(sorted(last(0, 85))).toEqual([
+        ['a', 80, 8],
+        ['b', 55, -1],
+        ['c', 35, 35],
+      ]);
+      expect(sorted(last(0, 45))).toEqual([
+        ['a', 40, 4],
+        ['c', 35, 35],
+      ]);
+      // minT past a series' newest sample leaves it out; an empty range gives nothing.
+      expect(sorted(last(36, 54))).toEqual([['a', 50, 5]]);
+      expect(last(41, 49)).toEqual([]);
+      expect(last(60, 50)).toEqual([]);
+      // Sorted by id like select, and the same series.
+      expect(s.selectLast({ metric: 'cpu' }).map((x) => x.id)).toEqual(
+        s.select({ metric: 'cpu' }).map((x) => x.id),
+      );
+      // Deletes: the newest chunk left with nothing at or below maxT falls back to an older one.
+      await s.deleteSeries({
+        metric: 'cpu',
+        matchers: [{ name: 'host', op: '=', value: 'a' }],
+        minT: 50,
+        maxT: 95,
+      });
+      expect(sorted(last(0, 99))).toEqual([
+        ['a', 40, 4],
+        ['b', 55, -1],
+        ['c', 35, 35],
+      ]);
+      expect(sorted(last())[0]).toEqual(['a', 100, 10]);
+      expect(() =>
+        s.selectLast({ metric: 'cpu', matchers: [{ name: 'x', op: '=~', value: '[' }] }),
+      ).toThrow();
+    });
+
     it('iterator: next, seek, at, and bulk blocks across chunk boundaries', async () => {
       const s = await make({ sealSamples: 4 });
       const ts = Array.from({ length: 23 }, (_, i) => 100 + i * 10);
@@ -455,6 +521,17 @@ export function describeShardStore(name: string, factory: ShardStoreFactory): vo
       expect(one).toEqual([{ series: 'm.b{host=h7,idx=7,odd=y}', ts: [1000, 1010, 1020], vals: [7, 8, 9] }]);
       expect(s.select({ metric: 'm.b', matchers: [{ name: 'odd', op: '!=', value: 'y' }] })).toHaveLength(
         500,
+      );
+      // Removed series leave every path (a metric resolved in memory or through `=` postings on disk).
+      await s.deleteSeries({ metric: 'm.a', matchers: [{ name: 'host', op: '=', value: 'h3' }] });
+      expect(s.select({ metric: 'm.a', matchers: [{ name: 'host', op: '=', value: 'h3' }] })).toEqual([]);
+      expect(
+        s.select({ metric: 'm.a', matchers: [{ name: 'host', op: '=~', value: 'h3|h6' }] }),
+      ).toHaveLength(10);
+      expect(s.select({ metric: 'm.a' })).toHaveLength(490);
+      expect(s.selectLast({ metric: 'm.a' })).toHaveLength(490);
+      expect(s.select({ metric: 'm.b', matchers: [{ name: 'host', op: '=', value: 'h3' }] })).toHaveLength(
+        20,
       );
     });
 
