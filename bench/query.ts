@@ -4,7 +4,7 @@
  * The TSBS cpu-only dataset (bench/datasets.ts; default 100 hosts x 10 metrics x 24 h at 10 s = 8.64 M
  * samples). Default: loaded through the SDK into a 3-node R=3 cluster of real `tidemark start` processes
  * (16 shards), queried over HTTP as Grafana does (POST /api/query, POST /api/query/last). With
- * `--in-process`: split by series id over 3 LMDB stores in this process, queried through runQuery with
+ * `--in-process`: split by series id over `--shards` (default 3) LMDB stores in this process, queried through runQuery with
  * in-process shard functions (the engine alone: no gRPC, no Raft). TSBS query shapes:
  *  - single-groupby-1-1-1: 1 metric, 1 host, 1 h, max per minute;
  *  - single-groupby-5-8-1: 5 metrics, 8 hosts, 1 h, max per minute;
@@ -16,11 +16,14 @@
  * order, default 8), --modes (comma-separated read modes
  * measured one after the other on the same data: `index` = linearizable with ReadIndex (the default),
  * `stale` (no read barrier), `lease` = linearizable with leader leases: the nodes are restarted with
- * --raft-read-mode=lease; default `index,stale,lease`), --stale (= --modes stale). Last line:
+ * --raft-read-mode=lease; default `index,stale,lease`), --stale (= --modes stale), --shapes (comma-separated
+ * subset of the shapes below), --cpu-prof DIR (the nodes are restarted after loading with `--cpu-prof` into
+ * DIR and stopped gracefully at the end, so the profiles cover the queries only), --settle S (seconds to wait
+ * after restarting the nodes, default 15: leadership moves to the preferred nodes meanwhile). Last line:
  * {"bench":"query","p50Ms":{...},"p99Ms":{...},"byMode":{mode:{p50Ms,p99Ms}},...}: p50Ms/p99Ms are the
  * first mode's.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -38,13 +41,17 @@ const { values: args } = parseArgs({
   options: {
     hosts: { type: 'string', default: '100' },
     hours: { type: 'string', default: '24' },
-    runs: { type: 'string', default: '50' },
+    runs: { type: 'string' },
     quick: { type: 'boolean', default: false },
     'in-process': { type: 'boolean', default: false },
     stale: { type: 'boolean', default: false },
     batch: { type: 'string', default: '20000' },
     inflight: { type: 'string', default: '8' },
     modes: { type: 'string', default: 'index,stale,lease' },
+    shapes: { type: 'string', default: '' },
+    shards: { type: 'string', default: '3' },
+    settle: { type: 'string', default: '15' },
+    'cpu-prof': { type: 'string', default: '' },
   },
 });
 type Mode = 'index' | 'stale' | 'lease';
@@ -53,10 +60,29 @@ for (const m of modes) {
   if (!['index', 'stale', 'lease'].includes(m)) throw new Error(`--modes: unknown mode ${m}`);
 }
 const inProcess = args['in-process'] === true;
+const cpuProf = args['cpu-prof'] ?? '';
+const onlyShapes = (args.shapes ?? '')
+  .split(',')
+  .map((x) => x.trim())
+  .filter((x) => x !== '');
 const hosts = args.quick ? 10 : Number(args.hosts);
 const hours = args.quick ? 13 : Number(args.hours);
-const runs = args.quick ? 5 : Number(args.runs);
-const SHARDS = 3;
+const runs = args.runs !== undefined ? Number(args.runs) : args.quick ? 5 : 50;
+const SHARDS = Number(args.shards);
+/** Preloaded into profiled nodes (--cpu-prof): samples every 500 us, writes DIR/cpu-<pid>.cpuprofile at exit. */
+const profilePreload = (dir: string): string => `import { Session } from 'node:inspector';
+import { writeFileSync } from 'node:fs';
+const s = new Session();
+s.connect();
+s.post('Profiler.enable');
+s.post('Profiler.setSamplingInterval', { interval: 500 });
+s.post('Profiler.start');
+process.on('exit', () => {
+  s.post('Profiler.stop', (err, r) => {
+    if (!err) writeFileSync(${JSON.stringify(dir)} + '/cpu-' + process.pid + '.cpuprofile', JSON.stringify(r.profile));
+  });
+});
+`;
 const HOUR = 3_600_000;
 
 function* batches(series: SeriesData[], batchSamples: number): Generator<SampleBatch> {
@@ -136,6 +162,14 @@ async function ready(cluster: ProcessCluster): Promise<void> {
       await new Promise((res) => setTimeout(res, 200));
     }
   }
+}
+
+/**
+ * After a restart the nodes recover, elect and then move shard leaders to their preferred nodes; a query
+ * meanwhile retries NOT_LEADER with backoff. Measuring starts once that has settled.
+ */
+async function settle(): Promise<void> {
+  await new Promise((res) => setTimeout(res, Number(args.settle) * 1000));
 }
 
 async function main(): Promise<void> {
@@ -288,7 +322,21 @@ async function main(): Promise<void> {
       }),
       lastpoint: () => 'last',
     };
+    for (const name of onlyShapes) if (!(name in shapes)) throw new Error(`--shapes: unknown shape ${name}`);
+    if (cpuProf !== '' && cluster !== undefined) {
+      // `--cpu-prof` is not allowed in NODE_OPTIONS: the nodes (which inherit it) preload a module that runs
+      // the inspector's profiler and writes the profile at exit. Restarted now, the profiles cover the queries.
+      await Promise.all(cluster.ids.map((id) => cluster!.stop(id)));
+      mkdirSync(cpuProf, { recursive: true });
+      const preload = join(cpuProf, 'profile-preload.mjs');
+      writeFileSync(preload, profilePreload(cpuProf));
+      process.env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} --import ${preload}`;
+      for (const id of cluster.ids) cluster.start(id);
+      await ready(cluster);
+      await settle();
+    }
     const byMode: Record<string, { p50Ms: Record<string, number>; p99Ms: Record<string, number> }> = {};
+    const byCpu: Record<string, Record<string, number>> = {};
     for (const mode of inProcess ? (['index'] as Mode[]) : modes) {
       if (mode === 'lease' && cluster !== undefined) {
         // Same data, restarted with leader-lease reads.
@@ -296,20 +344,27 @@ async function main(): Promise<void> {
         cluster.extraFlags.push('--raft-read-mode=lease');
         for (const id of cluster.ids) cluster.start(id);
         await ready(cluster);
+        await settle();
       }
       const consistency = mode === 'stale' ? '?consistency=stale' : '';
       rng = new Rng(7);
       const p50: Record<string, number> = {};
       const p99: Record<string, number> = {};
+      const cpuP50: Record<string, number> = {};
       const points: Record<string, number> = {};
       for (const [name, make] of Object.entries(shapes)) {
+        if (onlyShapes.length > 0 && !onlyShapes.includes(name)) continue;
         const n =
           name === 'double-groupby-all' || name === 'lastpoint' ? Math.max(3, Math.floor(runs / 5)) : runs;
         const times: number[] = [];
-        // One untimed run first (JIT warm-up, connection set-up).
-        for (let i = -1; i < n; i++) {
+        // In-process, all the work is this process's: its CPU time per query is a steadier measure than
+        // wall time on a shared, loaded machine.
+        const cpu: number[] = [];
+        // Untimed runs first (JIT warm-up, connection set-up).
+        for (let i = -3; i < n; i++) {
           const spec = make();
           const t = performance.now();
+          const c = process.cpuUsage();
           if (spec === 'last' && !inProcess) {
             const out = (await post(`${http}/api/query/last${consistency}`, {
               queries: TSBS_FIELDS.map((f) => ({ metric: metric(f), tags: {} })),
@@ -332,15 +387,21 @@ async function main(): Promise<void> {
             const out = await runQuery(spec, shards);
             points[name] = out.results.reduce((a, r) => a + r.ts.length, 0);
           }
-          if (i >= 0) times.push(performance.now() - t);
+          if (i >= 0) {
+            times.push(performance.now() - t);
+            const d = process.cpuUsage(c);
+            cpu.push((d.user + d.system) / 1000);
+          }
         }
         p50[name] = pct(times, 0.5);
+        if (inProcess) cpuP50[name] = pct(cpu, 0.5);
         p99[name] = pct(times, 0.99);
         console.log(
-          `${mode} ${name}: p50 ${p50[name]} ms, p99 ${p99[name]} ms over ${n} runs (${points[name]} points)`,
+          `${mode} ${name}: p50 ${p50[name]} ms, p99 ${p99[name]} ms over ${n} runs (${points[name]} points)${inProcess ? `, CPU p50 ${cpuP50[name]} ms` : ''}`,
         );
       }
       byMode[mode] = { p50Ms: p50, p99Ms: p99 };
+      byCpu[mode] = cpuP50;
     }
     const first = Object.values(byMode)[0]!;
     console.log(
@@ -356,10 +417,14 @@ async function main(): Promise<void> {
         p50Ms: first.p50Ms,
         p99Ms: first.p99Ms,
         byMode,
+        ...(inProcess ? { cpuP50Ms: Object.values(byCpu)[0] ?? {} } : {}),
       }),
     );
   } finally {
     await sdk?.close();
+    // A profiled node writes its profile on a graceful exit only.
+    if (cpuProf !== '' && cluster !== undefined)
+      await Promise.all(cluster.ids.map((id) => cluster!.stop(id)));
     await cluster?.close();
     for (const s of stores) await s.close();
     rmSync(dir, { recursive: true, force: true });

@@ -166,24 +166,33 @@ export function readDecimal(r: BitReader, count: number, out: Float64Array): voi
   const p = P10[e];
   out[0] = e === 0 ? m : m / p;
   rice.init(r, count - 1);
+  // The residuals first, in bulk, into out[1, count); then each is replaced by its value in place.
+  rice.readInto(out, 1, count - 1);
   // All sums below combine values < 2^53 in magnitude and are range-checked, so they stay exact.
+  // unzigzag inline: z = 2h -> h, z = 2h + 1 -> -h - 1 (h = floor(z / 2), exact).
   if (order === 0) {
     const m0 = m;
     for (let i = 1; i < count; i++) {
-      m = m0 + unzigzag(rice.next()) + bias;
+      const z = out[i]!;
+      const h = Math.floor(z * 0.5);
+      m = m0 + (z === h + h ? h : -h - 1) + bias;
       if (m >= M_LIMIT || m <= -M_LIMIT) throw badMantissa();
       out[i] = e === 0 ? m : m / p;
     }
   } else if (order === 1) {
     for (let i = 1; i < count; i++) {
-      m += unzigzag(rice.next()) + bias;
+      const z = out[i]!;
+      const h = Math.floor(z * 0.5);
+      m += (z === h + h ? h : -h - 1) + bias;
       if (m >= M_LIMIT || m <= -M_LIMIT) throw badMantissa();
       out[i] = e === 0 ? m : m / p;
     }
   } else {
     let d = 0;
     for (let i = 1; i < count; i++) {
-      d += unzigzag(rice.next()) + bias;
+      const z = out[i]!;
+      const h = Math.floor(z * 0.5);
+      d += (z === h + h ? h : -h - 1) + bias;
       if (d >= D_LIMIT || d <= -D_LIMIT) throw badMantissa();
       m += d;
       if (m >= M_LIMIT || m <= -M_LIMIT) throw badMantissa();

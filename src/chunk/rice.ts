@@ -232,6 +232,53 @@ export class RiceDecoder {
     }
   }
 
+  /**
+   * Decodes the next n residuals into out[off, off + n): the same as n calls of next(), with the common
+   * case (a Rice residual whose unary prefix and remainder fit one 32-bit window, away from the end of
+   * the buffer) in a tight loop over local state; anything else (escapes, long codes, the last bytes,
+   * corrupt data) goes through next(), which checks and throws exactly as before.
+   */
+  readInto(out: Float64Array, off: number, n: number): void {
+    const r = this.r;
+    let i = off;
+    const stop = off + n;
+    while (i < stop) {
+      if (this.left === 0) this.startBlock();
+      const k = this.code;
+      const m = Math.min(this.left, stop - i);
+      if (k > RICE_MAX_K) {
+        if (k === RICE_ZERO_BLOCK) out.fill(0, i, i + m);
+        else for (let j = 0; j < m; j++) out[i + j] = this.sparse[this.sparseIdx++];
+        this.left -= m;
+        i += m;
+        continue;
+      }
+      const buf = r.buf;
+      const end = r.end;
+      const lastSafe = buf.length - 5; // byte p with p + 4 < buf.length: a 40-bit window in bounds
+      const pk = POW2[k];
+      const sh = 32 - k;
+      let pos = r.pos;
+      let j = 0;
+      for (; j < m; j++) {
+        const p = pos >>> 3;
+        if (p > lastSafe) break;
+        const o = pos & 7;
+        let w = (buf[p] << 24) | (buf[p + 1] << 16) | (buf[p + 2] << 8) | buf[p + 3];
+        if (o !== 0) w = (w << o) | (buf[p + 4] >>> (8 - o));
+        const q = Math.clz32(~w);
+        const len = q + 1 + k;
+        if (q >= RICE_ESC || len > 32 || pos + len > end) break;
+        pos += len;
+        out[i + j] = k === 0 ? q : q * pk + ((w << (q + 1)) >>> sh);
+      }
+      r.pos = pos;
+      this.left -= j;
+      i += j;
+      if (j < m) out[i++] = this.next(); // this.left > 0: next() stays in this block
+    }
+  }
+
   next(): number {
     if (this.left === 0) this.startBlock();
     this.left--;

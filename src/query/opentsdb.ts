@@ -662,26 +662,18 @@ export function queryLast(stores: readonly ShardStore[], req: LastRequest, now: 
   for (const q of req.queries) {
     const matchers: Matcher[] = Object.entries(q.tags).map(([name, value]) => ({ name, op: '=', value }));
     for (const store of stores) {
-      for (const s of store.select({ metric: q.metric, matchers, minT })) {
+      // selectLast reads each series' head or newest chunk only: O(series), whatever the back-scan.
+      for (const s of store.selectLast({ metric: q.metric, matchers, minT })) {
         const tsuid = seriesIdHex(s.id);
         if (seen.has(tsuid)) continue;
         seen.add(tsuid);
-        let lt = -1;
-        let lv = 0;
-        s.forEachBlock((ts, vals, count) => {
-          if (count > 0) {
-            lt = ts[count - 1]!;
-            lv = vals[count - 1]!;
-          }
+        out.push({
+          metric: s.series.metric,
+          timestamp: s.t,
+          value: String(s.v),
+          tags: { ...s.series.tags },
+          tsuid,
         });
-        if (lt >= 0)
-          out.push({
-            metric: s.series.metric,
-            timestamp: lt,
-            value: String(lv),
-            tags: { ...s.series.tags },
-            tsuid,
-          });
       }
     }
   }

@@ -1,6 +1,7 @@
 /** Selection requests: validation, regex compilation (once per request) and series matching. */
 import { invalidArgument } from '../errors/index.js';
 import { MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS, type Series } from '../model/index.js';
+import { BoundedCache } from '../model/series-cache.js';
 import type { Matcher, MatchOp, SelectRequest } from './store.js';
 
 export interface CompiledMatcher {
@@ -19,6 +20,22 @@ export interface CompiledSelect {
 }
 
 const OPS: ReadonlySet<string> = new Set(['=', '!=', '=~', '!~']);
+
+/**
+ * Compiled regexes by source: a query compiles the same matchers once per shard (and a dashboard the same
+ * query again and again), and compiling was ~12% of a select's CPU. Without the g/y flags a RegExp keeps no
+ * state between test() calls, so one object can serve every caller. Bounded.
+ */
+const REGEXES = new BoundedCache<string, RegExp>(512);
+
+function anchoredRegex(source: string): RegExp {
+  let re = REGEXES.get(source);
+  if (re === undefined) {
+    re = new RegExp(`^(?:${source})$`, 'su');
+    REGEXES.set(source, re);
+  }
+  return re;
+}
 
 function checkTime(v: unknown, field: string, dflt: number): number {
   if (v === undefined) return dflt;
@@ -64,7 +81,7 @@ export function compileSelect(req: SelectRequest): CompiledSelect {
     let re: RegExp | null = null;
     if (m.op === '=~' || m.op === '!~') {
       try {
-        re = new RegExp(`^(?:${m.value})$`, 'su');
+        re = anchoredRegex(m.value);
       } catch (err) {
         throw invalidArgument(
           'matcher_regex_invalid',

@@ -121,4 +121,32 @@ describe('block-adaptive Rice code', () => {
       fcParams(1000),
     );
   });
+
+  it('bulk readInto decodes the same residuals as next(), in any mix of run lengths', () => {
+    fc.assert(
+      fc.property(residualsArb, fc.array(fc.integer({ min: 1, max: 150 }), { minLength: 1 }), (z, runs) => {
+        const w = new BitWriter();
+        writeRice(w, z, z.length);
+        const len = w.finish();
+        const r = new BitReader().init(w.bytes(), 0, len);
+        const d = new RiceDecoder();
+        d.init(r, z.length);
+        const out = new Float64Array(z.length + 3);
+        let i = 0;
+        for (let k = 0; i < z.length; k++) {
+          const n = Math.min(z.length - i, runs[k % runs.length]!);
+          if (k % 3 === 2) {
+            out[3 + i] = d.next(); // interleaved single reads
+            i++;
+            continue;
+          }
+          d.readInto(out, 3 + i, n);
+          i += n;
+        }
+        expect([...out.subarray(3)]).toEqual([...z]);
+        r.expectEnd('test');
+      }),
+      fcParams(1000),
+    );
+  });
 });

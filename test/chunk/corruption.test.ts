@@ -180,7 +180,7 @@ describe('corrupt chunks: fuzz', () => {
     const it = new ChunkIterator();
     let decodedOk = 0;
     let failed = 0;
-    const started = Date.now();
+    // A decoder that hangs on some input fails this test by vitest's timeout; speed is not asserted.
 
     for (let n = 0; n < ITERATIONS; n++) {
       const orig = corpus[rint(corpus.length)];
@@ -304,6 +304,5 @@ describe('corrupt chunks: fuzz', () => {
     // Sanity: the fuzzer reaches both outcomes.
     expect(decodedOk).toBeGreaterThan(0);
     expect(failed).toBeGreaterThan(ITERATIONS / 2);
-    expect(Date.now() - started).toBeLessThan(60_000);
   });
 });

@@ -120,7 +120,6 @@ describe('three tidemark processes', () => {
       100,
     );
     const failoverMs = Date.now() - killedAt;
-    expect(failoverMs).toBeLessThan(30_000);
     for (let i = 0; i < 10; i++) {
       const ts = [t++, t++];
       const r = await cluster

@@ -183,3 +183,43 @@ test('invalid queries are rejected before any shard is called', async () => {
   expect(err.field).toBe('end');
   expect(called).toBe(false);
 });
+
+test('literal_or selects the same series per literal (large shard) and by one metric scan (small shard)', async () => {
+  // 5 hosts × 8 other metrics' series: 45 series, more than 8 per literal for 2 literals (one select
+  // per literal); the first 3 series alone: fewer (one select over the metric's postings).
+  const data = [
+    ...Array.from({ length: 5 }, (_, i) => ({
+      series: { metric: 'cpu', tags: { host: `h${i}` } },
+      ts: [T0, T0 + 1000],
+      vals: [i, 10 * i],
+    })),
+    ...Array.from({ length: 40 }, (_, i) => ({
+      series: { metric: `other${i % 8}`, tags: { host: `h${i % 5}`, k: String(i) } },
+      ts: [T0],
+      vals: [1],
+    })),
+  ];
+  const q: QuerySpec = {
+    start: T0,
+    end: T0 + 1000,
+    queries: [
+      {
+        metric: 'cpu',
+        aggregator: 'sum',
+        filters: [{ tagk: 'host', type: 'literal_or', filter: 'h1|h3|nope', groupBy: true }],
+      },
+    ],
+  };
+  const large = new MemoryShardStore();
+  const small = new MemoryShardStore();
+  await load(large, data);
+  await load(small, data.slice(0, 3).concat(data.slice(3, 5)));
+  for (const store of [large, small]) {
+    const out = await runQuery(q, [localShard(store)]);
+    expect(out.results.map((r) => [r.tags.host, [...r.ts], [...r.vals]])).toEqual([
+      ['h1', [T0, T0 + 1000], [1, 10]],
+      ['h3', [T0, T0 + 1000], [3, 30]],
+    ]);
+    expect(out.seriesScanned).toBe(2);
+  }
+});
