@@ -1104,25 +1104,15 @@ export class TidemarkNode implements ClusterService {
     for (let attempt = 0; ; attempt++) {
       if (this.closing) throw closed(`node ${this.id}`);
       if (opts.signal?.aborted) throw opts.signal.reason ?? closed('query');
-      // A linearizable read of a shard this node follows runs on its leader first: the leader's barrier is
-      // one heartbeat round (or its lease), where a follower's is a forwarded ReadIndex plus waiting for its
-      // own apply; and the shard's work lands on the leader's process, not all on the coordinator's.
-      const leader = this.map.leaderOf(shard);
-      const viaLeader =
-        attempt === 0 &&
-        r !== undefined &&
-        !opts.stale &&
-        leader !== '' &&
-        leader !== this.id &&
-        !r.isLeader();
       try {
-        if (r !== undefined && !viaLeader) {
+        if (r !== undefined) {
           return await local(
             await r.readBarrier(
               opts.stale ? { stale: true, deadline: opts.deadline } : { deadline: opts.deadline },
             ),
           );
         }
+        const leader = this.map.leaderOf(shard);
         const to = attempt === 0 && leader !== '' ? leader : replicas[attempt % replicas.length]!;
         const address = this.config.peers.find((p) => p.id === to)?.address;
         if (address === undefined) throw unavailable('unknown_peer', `no address for node ${to}`);
@@ -1132,11 +1122,8 @@ export class TidemarkNode implements ClusterService {
           isTidemarkError(err) &&
           ['NOT_LEADER', 'UNAVAILABLE', 'NOT_FOUND', 'CLOSED'].includes(err.code) &&
           !err.reason.startsWith('query_');
-        // The next replica at once; the local replica at once after its leader failed; else back off.
         const wait =
-          viaLeader || (r === undefined && attempt < replicas.length)
-            ? 0
-            : Math.min(20 * 2 ** Math.min(attempt, 5), 500);
+          r === undefined && attempt < replicas.length ? 0 : Math.min(20 * 2 ** Math.min(attempt, 5), 500);
         if (!retry || Date.now() + wait >= opts.deadline) throw err;
         if (wait > 0) await sleep(wait);
       }
