@@ -193,6 +193,27 @@ function toMap(res: ShardMapResponse, version: number): ClientShardMap | undefin
   return { version, shardCount: res.shardCount, shards, nodes };
 }
 
+/**
+ * The newer knowledge of each shard: a node answering a shard map may be behind (isolated, just restarted)
+ * and name a leader of an older term, which must not replace a newer one the client already knows. Per
+ * shard, `next` wins unless its term is older, or the same with no leader named. A different shard count
+ * is a different cluster: `next` as is.
+ * @internal exported for tests
+ */
+export function mergeShardMaps(current: ClientShardMap, next: ClientShardMap): ClientShardMap {
+  if (current.shardCount !== next.shardCount) return next;
+  let kept = false;
+  const shards = next.shards.map((n, i) => {
+    const c = current.shards[i]!;
+    if (n.term < c.term || (n.term === c.term && n.leader === '' && c.leader !== '')) {
+      kept = true;
+      return c;
+    }
+    return n;
+  });
+  return kept ? { ...next, shards, nodes: { ...current.nodes, ...next.nodes } } : next;
+}
+
 function sameMap(a: ClientShardMap, b: ClientShardMap): boolean {
   return JSON.stringify({ ...a, version: 0 }) === JSON.stringify({ ...b, version: 0 });
 }
@@ -364,7 +385,8 @@ export class TidemarkClient {
     else this.suspects.set(address, Date.now() + SUSPECT_MS);
   }
 
-  private setMap(next: ClientShardMap): void {
+  private setMap(fetched: ClientShardMap): void {
+    const next = this.map === undefined ? fetched : mergeShardMaps(this.map, fetched);
     if (this.map !== undefined && sameMap(this.map, next)) return;
     next.version = ++this.mapVersion;
     this.map = next;

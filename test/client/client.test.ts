@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { mergeShardMaps } from '../../src/client/client.js';
 import { type Point, TidemarkClient, TidemarkError } from '../../src/client/index.js';
 import { invalidArgument, notLeader, outcomeUnknown, resourceExhausted } from '../../src/errors/index.js';
 import { poll } from '../helpers/wait.js';
@@ -360,5 +361,44 @@ describe('TidemarkClient.query and status', () => {
     expect(st.nodeId).toBe('n2');
     expect(st.replicas.map((r) => r.role)).toEqual(['follower', 'follower', 'leader']);
     expect(['n0', 'n1', 'n2']).toContain((await client.status()).nodeId);
+  });
+});
+
+describe('mergeShardMaps', () => {
+  const map = (shards: [string, number][], nodes: Record<string, string> = { a: 'A', b: 'B', c: 'C' }) => ({
+    version: 0,
+    shardCount: shards.length,
+    shards: shards.map(([leader, term], shard) => ({ shard, replicas: ['a', 'b', 'c'], leader, term })),
+    nodes,
+  });
+
+  it('keeps a shard whose answer is from an older term, or names no leader in the same term', () => {
+    const current = map([
+      ['b', 5],
+      ['c', 7],
+      ['a', 3],
+    ]);
+    // A node that was isolated still names itself (a) at older terms; shard 2 moved on.
+    const stale = map([
+      ['a', 4],
+      ['', 7],
+      ['b', 4],
+    ]);
+    expect(mergeShardMaps(current, stale).shards.map((s) => [s.leader, s.term])).toEqual([
+      ['b', 5],
+      ['c', 7],
+      ['b', 4],
+    ]);
+  });
+
+  it('takes a newer answer as is, and a map of another shard count whole', () => {
+    const current = map([['b', 5]]);
+    const newer = map([['', 6]]);
+    expect(mergeShardMaps(current, newer)).toBe(newer);
+    const other = map([
+      ['a', 1],
+      ['a', 1],
+    ]);
+    expect(mergeShardMaps(current, other)).toBe(other);
   });
 });
