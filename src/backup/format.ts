@@ -8,12 +8,12 @@
  * index, Kafka next offset) and to copy an image in bounded chunks while checking its size and SHA-256.
  */
 import { createHash } from 'node:crypto';
-import { type FileHandle, open as openFile, readFile, rm } from 'node:fs/promises';
+import { type FileHandle, open as openFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { open as openEnv } from 'lmdb';
 import { decodeNextOffset, KAFKA_NEXT_OFFSET_KEY } from '../cluster/entry.js';
 import { dataCorruption, TidemarkError } from '../errors/index.js';
-import { META_APPLIED, META_FORMAT, readU64, userMetaKey } from '../storage/keys.js';
+import { userMetaKey } from '../storage/keys.js';
+import { readImageMetaDb } from '../storage/snapshot.js';
 
 export const BACKUP_FORMAT = 'tidemark-backup';
 export const BACKUP_VERSION = 1;
@@ -130,30 +130,19 @@ export interface ImageRecords {
  * What an image file records, read through LMDB (read-only, no sub-directory). Call it only on a file whose
  * checksum was verified: LMDB trusts its pages.
  */
-export async function readImageRecords(file: string): Promise<ImageRecords> {
-  const env = openEnv({ path: file, noSubdir: true, readOnly: true, maxDbs: 8, compression: false });
-  try {
-    const meta = env.openDB<Buffer, Buffer>({
-      name: 'meta',
-      keyEncoding: 'binary',
-      encoding: 'binary',
-      compression: false,
-    });
-    const fmt = meta.get(META_FORMAT);
-    if (fmt === undefined || fmt.length !== 4)
-      throw dataCorruption('backup_image_invalid', `${file} is not a shard store image (no format version)`);
-    const applied = meta.get(META_APPLIED);
-    const kafka = meta.get(userMetaKey(KAFKA_NEXT_OFFSET_KEY));
-    return {
-      formatVersion: fmt.readUInt32BE(0),
-      appliedIndex: applied === undefined ? 0 : readU64(applied, 0),
-      kafkaNextOffset: decodeNextOffset(kafka === undefined ? undefined : new Uint8Array(kafka)),
-    };
-  } finally {
-    await env.close();
-    // A read-only environment without a sub-directory still creates `<file>-lock`.
-    await rm(`${file}-lock`, { force: true });
-  }
+export function readImageRecords(file: string): Promise<ImageRecords> {
+  return readImageMetaDb(
+    file,
+    true,
+    () => dataCorruption('backup_image_invalid', `${file} is not a shard store image (no format version)`),
+    (meta, recorded) => {
+      const kafka = meta.get(userMetaKey(KAFKA_NEXT_OFFSET_KEY));
+      return {
+        ...recorded,
+        kafkaNextOffset: decodeNextOffset(kafka === undefined ? undefined : new Uint8Array(kafka)),
+      };
+    },
+  );
 }
 
 /** Writes a stream of chunks to `path` (created, must not exist), hashing as it goes; one chunk in memory. */

@@ -14,7 +14,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
 import { type FileHandle, open as openFile, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { open as openEnv } from 'lmdb';
+import { type Database, open as openEnv } from 'lmdb';
 import { dataCorruption, TidemarkError } from '../errors/index.js';
 import { META_APPLIED, META_FORMAT, readU64 } from './keys.js';
 import type { LmdbShardStore } from './lmdb-store.js';
@@ -68,9 +68,23 @@ export async function hashFile(
   return { bytes, sha256: h.digest('hex') };
 }
 
-/** Reads the format version and applied index recorded in the environment in `dir` (read-only). */
-export async function readImageMeta(dir: string): Promise<{ formatVersion: number; appliedIndex: number }> {
-  const env = openEnv({ path: dir, noSubdir: false, readOnly: true, maxDbs: 8, compression: false });
+/** The format version and applied index an image's `meta` sub-database records. */
+export interface ImageMeta {
+  formatVersion: number;
+  appliedIndex: number;
+}
+
+/**
+ * Opens the image at `path` read-only (a directory, or with `noSubdir` a single file), hands `read` its `meta`
+ * sub-database and the recorded format version and applied index, and closes it. No format version: `invalid()`.
+ */
+export async function readImageMetaDb<T>(
+  path: string,
+  noSubdir: boolean,
+  invalid: () => TidemarkError,
+  read: (meta: Database<Buffer, Buffer>, recorded: ImageMeta) => T,
+): Promise<T> {
+  const env = openEnv({ path, noSubdir, readOnly: true, maxDbs: 8, compression: false });
   try {
     const meta = env.openDB<Buffer, Buffer>({
       name: 'meta',
@@ -79,17 +93,27 @@ export async function readImageMeta(dir: string): Promise<{ formatVersion: numbe
       compression: false,
     });
     const fmt = meta.get(META_FORMAT);
+    if (fmt === undefined || fmt.length !== 4) throw invalid();
     const applied = meta.get(META_APPLIED);
-    if (fmt === undefined || fmt.length !== 4) {
-      throw dataCorruption('store_image_invalid', `store image in ${dir} has no format version`);
-    }
-    return {
+    return read(meta, {
       formatVersion: fmt.readUInt32BE(0),
       appliedIndex: applied === undefined ? 0 : readU64(applied, 0),
-    };
+    });
   } finally {
     await env.close();
+    // A read-only environment without a sub-directory still creates `<file>-lock`.
+    if (noSubdir) await rm(`${path}-lock`, { force: true });
   }
+}
+
+/** Reads the format version and applied index recorded in the environment in `dir` (read-only). */
+export function readImageMeta(dir: string): Promise<ImageMeta> {
+  return readImageMetaDb(
+    dir,
+    false,
+    () => dataCorruption('store_image_invalid', `store image in ${dir} has no format version`),
+    (_meta, recorded) => recorded,
+  );
 }
 
 /**
