@@ -1000,6 +1000,9 @@ export class LmdbShardStore implements ShardStore {
    */
   async backup(dir: string): Promise<void> {
     this.check();
+    // The copy holds committed transactions only: commit what was applied so far first (with pipelined sync
+    // the open group waits for the previous fsync), so the image covers every apply made before the call.
+    await this.durable();
     await this.env.backup(dir, true);
   }
 

@@ -9,6 +9,7 @@ import {
   resolveStoreOptions,
   type ShardStore,
 } from '../../src/storage/index.js';
+import { readImageMeta } from '../../src/storage/snapshot.js';
 import { poll } from '../helpers/wait.js';
 import { batch, dump, series, tempDir } from './helpers.js';
 
@@ -110,6 +111,20 @@ describe('LmdbShardStore pipelined sync', () => {
     await o.close();
     await s.close();
     expect(existsSync(join(dir, 'UNSYNCED'))).toBe(false);
+  });
+
+  it('a backup holds every apply made before it, even one whose group has not committed yet', async () => {
+    const { dir, cleanup } = tempDir();
+    cleanups.push(cleanup);
+    const copy = tempDir();
+    cleanups.push(copy.cleanup);
+    const s = await LmdbShardStore.open(dir, { pipelinedSync: true });
+    for (let k = 1; k <= 3; k++) await s.applyBatch(k, batch([[CPU_A, k * 1000, k]]));
+    const pending = s.applyBatch(4, batch([[CPU_A, 4000, 4]])); // its group waits for the previous fsync
+    await s.backup(copy.dir);
+    expect((await readImageMeta(copy.dir)).appliedIndex).toBe(4);
+    await pending;
+    await s.close();
   });
 
   it('when writes stop, the durable index catches up with the applied one (an idle no-op commit)', async () => {
