@@ -217,31 +217,39 @@ describe('backup and restore', () => {
           acked = k;
         }
       })();
-      await waitFor(() => acked >= 20, 'the writer to get going');
+      // The writer must stop whatever happens below, or a failed expectation leaves it retrying forever.
+      let ackedAtEnd: number;
+      let dir: string;
+      let ackedAtStart: number;
+      try {
+        await waitFor(() => acked >= 20, 'the writer to get going');
 
-      const dir = join(root, 'backup');
-      mkdirSync(dir);
-      writeFileSync(join(dir, 'stray'), 'x');
-      // A non-empty directory is refused.
-      expect(await main(['backup', '--to', dir, '--endpoint', endpoint, '--token', TOKENS.admin])).toBe(1);
-      rmSync(join(dir, 'stray'));
+        dir = join(root, 'backup');
+        mkdirSync(dir);
+        writeFileSync(join(dir, 'stray'), 'x');
+        // A non-empty directory is refused.
+        expect(await main(['backup', '--to', dir, '--endpoint', endpoint, '--token', TOKENS.admin])).toBe(1);
+        rmSync(join(dir, 'stray'));
 
-      const ackedAtStart = acked;
-      expect(
-        await main([
-          'backup',
-          '--to',
-          dir,
-          '--endpoint',
-          endpoint,
-          '--token',
-          TOKENS.admin,
-          '--parallel',
-          '2',
-        ]),
-      ).toBe(0);
-      const ackedAtEnd = acked;
-      stop = true;
+        ackedAtStart = acked;
+        expect(
+          await main([
+            'backup',
+            '--to',
+            dir,
+            '--endpoint',
+            endpoint,
+            '--token',
+            TOKENS.admin,
+            '--parallel',
+            '2',
+          ]),
+        ).toBe(0);
+        ackedAtEnd = acked;
+      } finally {
+        stop = true;
+        void writer.catch(() => undefined); // on a failure above, the test's own error is the one to report
+      }
       await writer;
       const manifest = parseManifest(readFileSync(join(dir, MANIFEST_FILE), 'utf8'));
       expect(manifest.shardCount).toBe(SHARDS);
