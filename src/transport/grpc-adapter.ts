@@ -14,6 +14,7 @@
  * Message sizes are bounded on both ends (`maxMessageBytes`, default 16 MiB).
  */
 
+import http2 from 'node:http2';
 import type { Readable } from 'node:stream';
 import {
   create,
@@ -276,9 +277,50 @@ export interface ServerOptions {
   grpcOptions?: grpc.ServerOptions;
 }
 
-/** A grpc-js server with bounded message sizes. */
+/**
+ * HTTP/2 receive windows. The protocol's default is 64 KiB per connection, shared by every stream on it: with
+ * dozens of concurrent 20–100 KiB writes (or Raft appends) on one connection, senders stall until the receiver's
+ * event loop gets round to a WINDOW_UPDATE, and a busy node is then bounded by its own loop latency, not by its
+ * CPU (+30–40% SDK ingest when raised; docs/benchmarks.md). The windows also bound the bytes a peer can have in
+ * flight towards us per connection.
+ */
+export const STREAM_WINDOW_BYTES = 1 << 20;
+export const CONNECTION_WINDOW_BYTES = 8 << 20;
+
+let serverWindowsInstalled = false;
+
+/**
+ * grpc-js has no server option for flow-control windows (only its client has `grpc-node.flow_control_window`),
+ * so the http2 server factories it calls are wrapped, once, in a process that creates a gRPC server: each
+ * HTTP/2 server gets the per-stream window in its SETTINGS, each session the connection window. Only servers
+ * (node processes) install it; an SDK user's process is left alone.
+ */
+function installServerWindows(): void {
+  if (serverWindowsInstalled) return;
+  serverWindowsInstalled = true;
+  type Factory = (opts?: http2.ServerOptions, ...rest: unknown[]) => http2.Http2Server;
+  const mod = http2 as unknown as Record<'createServer' | 'createSecureServer', Factory>;
+  for (const name of ['createServer', 'createSecureServer'] as const) {
+    const original = mod[name];
+    mod[name] = function (this: unknown, opts?: http2.ServerOptions, ...rest: unknown[]) {
+      const settings = { initialWindowSize: STREAM_WINDOW_BYTES, ...opts?.settings };
+      const server = original.call(this, { ...opts, settings }, ...rest);
+      server.on('session', (session: http2.ServerHttp2Session) => {
+        try {
+          session.setLocalWindowSize(CONNECTION_WINDOW_BYTES);
+        } catch {
+          // a session already closing: nothing to widen
+        }
+      });
+      return server;
+    };
+  }
+}
+
+/** A grpc-js server with bounded message sizes and widened HTTP/2 receive windows. */
 export function createServer(options: ServerOptions = {}): grpc.Server {
   const max = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+  installServerWindows();
   return new grpc.Server({
     'grpc.max_receive_message_length': max,
     'grpc.max_send_message_length': max,
@@ -436,6 +478,8 @@ export function createClient<S extends DescService>(
     // Find a dead connection (peer host gone, half-open TCP) within ~15 s.
     'grpc.keepalive_time_ms': 10_000,
     'grpc.keepalive_timeout_ms': 5_000,
+    // Receive window for responses (query streams, peer traffic); see STREAM_WINDOW_BYTES.
+    'grpc-node.flow_control_window': CONNECTION_WINDOW_BYTES,
     ...options.grpcOptions,
     ...(options.interceptors === undefined ? {} : { interceptors: options.interceptors }),
   });

@@ -341,3 +341,45 @@ describe('deadlines and limits', () => {
     expect((await client.shardMap({})).shardCount).toBe(2);
   });
 });
+
+describe('HTTP/2 flow-control windows', () => {
+  it('a server advertises the wide per-stream window and widens each connection', async () => {
+    const { connect } = await import('node:http2');
+    const { CONNECTION_WINDOW_BYTES, STREAM_WINDOW_BYTES } = await import(
+      '../../src/transport/grpc-adapter.js'
+    );
+    const session = connect(`http://${address}`);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        session.once('remoteSettings', () => resolve());
+        session.once('error', reject);
+      });
+      // The 64 KiB protocol default would stall concurrent writes behind the server's WINDOW_UPDATEs.
+      expect(session.remoteSettings.initialWindowSize).toBe(STREAM_WINDOW_BYTES);
+      // The connection window arrives as a WINDOW_UPDATE on stream 0: our send window grows past 64 KiB.
+      await waitFor(() => (session.state.remoteWindowSize ?? 0) >= CONNECTION_WINDOW_BYTES);
+    } finally {
+      session.close();
+    }
+  });
+
+  it('a client asks for the wide window on its connections', async () => {
+    const { createServer: createH2Server } = await import('node:http2');
+    const { CONNECTION_WINDOW_BYTES } = await import('../../src/transport/grpc-adapter.js');
+    // A bare HTTP/2 server (not a grpc-js one) sees what the client's SETTINGS frame asked for.
+    const h2 = createH2Server();
+    const settings = new Promise<number | undefined>((resolve) =>
+      h2.on('session', (s) => s.once('remoteSettings', (st) => resolve(st.initialWindowSize))),
+    );
+    await new Promise<void>((resolve) => h2.listen(0, '127.0.0.1', resolve));
+    const port = (h2.address() as { port: number }).port;
+    const c = createClient(TidemarkService, `127.0.0.1:${port}`);
+    c.status({}, { deadline: Date.now() + 300 }).catch(() => {});
+    try {
+      expect(await settings).toBe(CONNECTION_WINDOW_BYTES);
+    } finally {
+      c.close();
+      await new Promise<void>((resolve) => h2.close(() => resolve()));
+    }
+  });
+});
