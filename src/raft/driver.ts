@@ -270,6 +270,8 @@ export class RaftDriver {
   private loopDone: Promise<void> = Promise.resolve();
   /** The last commit-only hard state save, not waited for by the loop (stop() waits for it). */
   private lazySave: Promise<void> = Promise.resolve();
+  /** pipelineApply: the applies of the last Ready, while they run (never rejects: a failure stops the driver). */
+  private applying: Promise<void> | undefined;
   private tickHandle: unknown;
   private fatal: unknown;
   private timing: ((kind: 'commit' | 'apply', ms: number) => void) | undefined;
@@ -492,6 +494,7 @@ export class RaftDriver {
     this.stopped = true;
     if (this.tickHandle !== undefined) this.timers.clearInterval(this.tickHandle);
     await this.loopDone;
+    await this.applying;
     await this.lazySave.catch(() => {});
     this.rejectAll(this.stoppedError());
     await this.transport.close();
@@ -774,7 +777,12 @@ export class RaftDriver {
     // 2. Send.
     if (!early && rd.messages.length > 0) this.send(rd.messages);
 
-    // 3. Apply.
+    // 3. Apply. With pipelineApply the previous Ready's applies may still be running (below): they finish
+    // first, so the state machine sees entries in log order and at most one Ready is ever in flight.
+    if (this.applying !== undefined) {
+      await this.applying;
+      if (this.stopped) return;
+    }
     if (rd.snapshot) {
       await this.sm.restore(rd.snapshot);
       this.applied = rd.snapshot.meta.index;
@@ -789,8 +797,24 @@ export class RaftDriver {
     }
     if (this.opts.pipelineApply) {
       // Each applyEntry issues its sm.apply synchronously (before its first await), so the whole Ready's
-      // applies reach the state machine in one event-loop turn; then wait for all of them.
-      await Promise.all(rd.committedEntries.map((e) => this.applyEntry(core, e)));
+      // applies reach the state machine in one event-loop turn (one group commit). They complete in the
+      // background: the loop goes on to persist the next Ready while this one applies, as etcd applies on
+      // its own goroutine. The core may count these entries applied already; nothing it decides depends on
+      // it (conf changes take effect when issued, above), and proposals, reads and compaction wait on
+      // this.applied, which moves only when an apply has completed.
+      if (rd.committedEntries.length > 0) {
+        const run: Promise<void> = Promise.all(rd.committedEntries.map((e) => this.applyEntry(core, e))).then(
+          () => {
+            if (this.applying === run) this.applying = undefined;
+            this.serveReads();
+          },
+          (err: unknown) => {
+            if (this.applying === run) this.applying = undefined;
+            this.fail(err);
+          },
+        );
+        this.applying = run;
+      }
     } else {
       for (const e of rd.committedEntries) await this.applyEntry(core, e);
     }
@@ -953,8 +977,11 @@ export class RaftDriver {
     if (threshold <= 0) return;
     // The image is taken at the state machine's applied index (which may trail ours: no-ops and conf
     // changes do not reach it), so that is the compaction point.
+    if (Math.min(this.sm.appliedIndex(), this.applied) - this.storage.firstIndex() < threshold) return;
+    // The image is taken with no apply running.
+    if (this.applying !== undefined) await this.applying;
+    if (this.stopped) return;
     const at = Math.min(this.sm.appliedIndex(), this.applied);
-    if (at - this.storage.firstIndex() < threshold) return;
     const data = await this.sm.snapshot();
     await this.storage.compact(at, this.confAt(at), data);
     this.stats.compactions++;

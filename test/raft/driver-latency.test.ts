@@ -24,6 +24,23 @@ class GatedStorage extends MemoryLogStorage {
   }
 }
 
+/** Applies that can be held: issued (recorded) at once, completed on release. */
+class GatedStateMachine extends RecordingStateMachine {
+  hold = false;
+  issued: string[] = [];
+  private held: (() => void)[] = [];
+  override async apply(entry: Entry): Promise<unknown> {
+    this.issued.push(dec.decode(entry.data));
+    if (this.hold) await new Promise<void>((r) => this.held.push(r));
+    return super.apply(entry);
+  }
+  release(): void {
+    this.hold = false;
+    for (const r of this.held.splice(0)) r();
+  }
+}
+
+const dec = new TextDecoder();
 const drivers: RaftDriver[] = [];
 afterEach(async () => {
   for (const d of drivers.splice(0)) await d.stop();
@@ -97,5 +114,41 @@ describe('RaftDriver write latency', () => {
     await driver.propose(enc.encode('d'));
     // Nothing at or below the recorded commit was applied again (RecordingStateMachine throws if it were).
     expect(sm.log).toEqual(['a', 'b', 'c', 'd']);
+  });
+
+  it('with pipelineApply, persists the next entries while the previous ones apply, and applies in order', async () => {
+    const storage = new MemoryLogStorage({ conf: { voters: ['solo'], learners: [] } });
+    const sm = new GatedStateMachine();
+    const driver = new RaftDriver({
+      id: 'solo',
+      storage,
+      transport: new MemoryNetwork().transport('solo'),
+      stateMachine: sm,
+      tickMs: 5,
+      electionTick: 3,
+      pipelineApply: true,
+    });
+    drivers.push(driver);
+    await driver.start();
+    await waitFor(() => driver.isLeader(), 5000, 'leader');
+    await driver.propose(enc.encode('a'));
+    sm.hold = true;
+    const b = driver.propose(enc.encode('b'));
+    await waitFor(() => sm.issued.includes('b'), 5000, "b's apply to start");
+    const c = driver.propose(enc.encode('c'));
+    let cDone = false;
+    void c.then(() => {
+      cDone = true;
+    });
+    // c reaches the durable log while b's apply is still running (the old driver waited for b first).
+    await waitFor(() => storage.lastIndex() >= driver.status().applied + 2, 5000, 'c to be persisted');
+    expect(sm.log).toEqual(['a']);
+    expect(cDone).toBe(false);
+    // ...but is applied only after b: never two Readies' applies at once, never out of order.
+    expect(sm.issued).toEqual(['a', 'b']);
+    sm.release();
+    await Promise.all([b, c]);
+    expect(sm.log).toEqual(['a', 'b', 'c']);
+    expect(driver.status().applied).toBe(storage.lastIndex());
   });
 });
