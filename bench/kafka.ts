@@ -4,12 +4,12 @@
  * samples each, co-partitioned like the SDK producer does.
  *
  *   1. Throughput: BENCH_SAMPLES samples are produced before the nodes start; the rate is the samples
- *      committed (the shards' applied Kafka offsets, from /metrics) per second between 10% and 90% of
+ *      committed (the shards' applied Kafka offsets, from each node's Status) per second between 10% and 90% of
  *      the backlog — sustained Kafka → committed samples/s.
  *   2. Latency at half that rate (open loop, BENCH_SECONDS): each record's produce-to-queryable time =
  *      from when it was due to be sent until its shard's applied offset passes it, polled every
- *      BENCH_POLL_MS (default 100: each poll renders /metrics on every node, which loads them; so a figure
- *      is up to 100 ms late). The producer's send-to-ack time is reported too.
+ *      BENCH_POLL_MS (default 20) with the gRPC Status call of every node (so a figure is up to ~20 ms
+ *      late). The producer's send-to-ack time is reported too.
  *
  * Last line: {"bench":"kafka","samplesPerSec":…,"e2eP50Ms":…,"e2eP99Ms":…}
  * Environment: BENCH_SAMPLES (default 3,000,000), BENCH_SECONDS (default 15), BENCH_SHARDS (default 8),
@@ -29,8 +29,8 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
 const S = Number(process.env.BENCH_SHARDS ?? 8);
 const IDS = ['b0', 'b1', 'b2'];
 const TOPIC = 'bench';
-/** How often the latency phase reads the applied offsets (each read renders every node's /metrics). */
-const POLL_MS = Number(process.env.BENCH_POLL_MS ?? 100);
+/** How often the latency phase reads the applied offsets (a Status call to every node). */
+const POLL_MS = Number(process.env.BENCH_POLL_MS ?? 20);
 const SERIES_PER_RECORD = 10;
 const PER_SERIES = 100;
 const RECORD_SAMPLES = SERIES_PER_RECORD * PER_SERIES;
@@ -78,13 +78,14 @@ class Records {
 
 async function appliedOffsets(cluster: ProcessCluster): Promise<number[]> {
   const out = new Array<number>(S).fill(0);
+  // The gRPC Status call (StatusResponse.kafka): a few hundred bytes, unlike a /metrics render, which under
+  // load took long enough to dominate the latency it was measuring.
   await Promise.all(
     cluster.ports.map(async (p) => {
       try {
-        const res = await fetch(`http://127.0.0.1:${p.http}/metrics`, { signal: AbortSignal.timeout(2000) });
-        for (const line of (await res.text()).split('\n')) {
-          const m = /^tidemark_kafka_applied_offset\{partition="(\d+)"\} (\S+)$/.exec(line);
-          if (m !== null) out[Number(m[1])] = Math.max(out[Number(m[1])]!, Number(m[2]));
+        const res = await cluster.client(p.id).status({}, { deadline: Date.now() + 2000 });
+        for (const k of res.kafka) {
+          out[k.partition] = Math.max(out[k.partition]!, Number(k.appliedOffset));
         }
       } catch {
         // a node not answering yet
@@ -172,7 +173,7 @@ async function main(): Promise<void> {
         }
         while (first < sent.length && seen.has(first)) first++;
         if (stop && now - sent[sent.length - 1]!.at > 30_000) break;
-        // Each scrape costs the nodes CPU (a /metrics render): not more often than this.
+        // Each poll costs the nodes a little CPU: not more often than this.
         await sleep(POLL_MS);
       }
     })();
