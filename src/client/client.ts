@@ -15,7 +15,8 @@ import {
 } from '../gen/tidemark/v1/client_pb.js';
 import type { SeriesSamples } from '../gen/tidemark/v1/types_pb.js';
 import { shardOf, validateMetric, validateTimestamp } from '../model/index.js';
-import { createClient, type ServiceClient } from '../transport/grpc-adapter.js';
+import { asMessage, createClient, type ServiceClient } from '../transport/grpc-adapter.js';
+import { encodeWriteRequest } from '../transport/write-codec.js';
 import {
   type BearerToken,
   bearerInterceptor,
@@ -218,16 +219,17 @@ function sameMap(a: ClientShardMap, b: ClientShardMap): boolean {
   return JSON.stringify({ ...a, version: 0 }) === JSON.stringify({ ...b, version: 0 });
 }
 
-function toWriteRequest(series: readonly PreparedSeries[]): { batch: { series: object[] } } {
-  return {
-    batch: {
-      series: series.map((s) => ({
-        series: { metric: s.series.metric, tags: { ...s.series.tags } },
-        timestamps: s.timestamps.map((t) => BigInt(t)),
+function toWriteRequest(series: readonly PreparedSeries[]): WriteRequest {
+  return asMessage(
+    encodeWriteRequest(
+      series.map((s) => ({
+        metric: s.series.metric,
+        tags: s.series.tags,
+        timestamps: s.timestamps,
         values: s.values,
       })),
-    },
-  };
+    ),
+  );
 }
 
 function fromSeriesSamples(s: SeriesSamples): QuerySeries {
@@ -588,7 +590,7 @@ export class TidemarkClient {
       started + Math.max(ATTEMPT_FLOOR_MS, (deadline - started) / 2),
     );
     try {
-      const res = await this.conn(address).write(toWriteRequest(series) as unknown as WriteRequest, {
+      const res = await this.conn(address).write(toWriteRequest(series), {
         deadline: attemptDeadline,
         ...(signal === undefined ? {} : { signal }),
       });

@@ -4,11 +4,10 @@
  * partition (no forwarding) and all samples of a series stay in one partition, in order. Formats: the
  * Tidemark protobuf WriteRequest (default, exact) or OpenTSDB JSON. See docs/kafka.md.
  */
-import { create, toBinary } from '@bufbuild/protobuf';
 import { Producer } from '@platformatic/kafka';
 import { TidemarkError } from '../errors/index.js';
-import { WriteRequestSchema } from '../gen/tidemark/v1/client_pb.js';
 import { type Series, seriesId, shardOf } from '../model/index.js';
+import { encodeWriteRequest } from '../transport/write-codec.js';
 import { type PreparedSeries, prepare, type WriteInput } from './prepare.js';
 
 export type KafkaProducerFormat = 'protobuf' | 'opentsdb';
@@ -208,15 +207,9 @@ export class TidemarkKafkaProducer {
       }
       return Buffer.from(JSON.stringify(points));
     }
-    const req = create(WriteRequestSchema, {
-      batch: {
-        series: chunk.map((c) => ({
-          series: { metric: c.series.metric, tags: { ...c.series.tags } },
-          timestamps: c.ts.map((t) => BigInt(t)),
-          values: c.vs,
-        })),
-      },
-    });
-    return Buffer.from(toBinary(WriteRequestSchema, req));
+    const bytes = encodeWriteRequest(
+      chunk.map((c) => ({ metric: c.series.metric, tags: c.series.tags, timestamps: c.ts, values: c.vs })),
+    );
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   }
 }

@@ -40,8 +40,24 @@ type OutInit<M extends DescMethod> = MessageInitShape<M['output']>;
 // ---------------------------------------------------------------------------------------------------------
 // Service definition
 
+/**
+ * A message already in wire form, from a hand-written encoder of a hot message (src/transport/write-codec.ts):
+ * sent as is instead of being encoded by reflection. Pass it where the message is expected with `asMessage`.
+ */
+export class PreEncoded {
+  constructor(readonly bytes: Uint8Array) {}
+}
+
+/** `bytes` (the wire form of a message of the method's input type) as that method's argument. */
+export function asMessage<T>(bytes: Uint8Array): T {
+  return new PreEncoded(bytes) as unknown as T;
+}
+
 function serializer(schema: DescMessage): (msg: unknown) => Buffer {
   return (msg) => {
+    if (msg instanceof PreEncoded) {
+      return Buffer.from(msg.bytes.buffer, msg.bytes.byteOffset, msg.bytes.byteLength);
+    }
     const bytes = toBinary(schema, create(schema, msg as MessageInitShape<DescMessage>));
     return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   };
