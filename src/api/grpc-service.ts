@@ -34,8 +34,10 @@ import {
   type AddServiceOptions,
   addService,
   type CallContext,
+  PreEncoded,
   type ServiceImplementation,
 } from '../transport/grpc-adapter.js';
+import { decodeWriteRequest } from '../transport/write-codec.js';
 import type { ClusterService } from './cluster-service.js';
 
 export interface GrpcServiceOptions {
@@ -247,7 +249,11 @@ export function tidemarkServiceImpl(
   }
   return {
     write: async (req, ctx) => {
-      const { batch, offsets } = batchFromWriteRequest(req, checkSize);
+      // Over gRPC the request arrives as wire bytes (rawRequests below): decoded straight into a batch.
+      const { batch, offsets } =
+        req instanceof PreEncoded
+          ? decodeWriteRequest(req.bytes, checkSize)
+          : batchFromWriteRequest(req, checkSize);
       const r = await cluster.write(batch, { deadline: ctx.deadline ?? Date.now() + writeTimeout });
       // Nothing written and only because of the new-series rate: the whole call fails with a retry hint.
       if (
@@ -358,6 +364,7 @@ export function addTidemarkService(
   // authorize: the per-method role check (src/security/roles.ts) when auth is configured.
   const authorize = options.authorize;
   addService(server, TidemarkService, tidemarkServiceImpl(cluster, options), {
+    rawRequests: ['write'],
     // The principal the hook returns is kept for the call: it is the client of the per-client query limit.
     authorize:
       authorize === undefined

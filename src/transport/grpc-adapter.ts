@@ -81,16 +81,26 @@ export function methodPath(service: DescService, method: DescMethod): string {
   return `/${service.typeName}/${method.name}`;
 }
 
+/** Hands the request's wire bytes to the handler as they are (see AddServiceOptions.rawRequests). */
+function rawDeserializer(buf: Buffer): unknown {
+  return new PreEncoded(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength));
+}
+
 /** A grpc-js service definition (keyed by the methods' local names) for a protobuf-es service. */
-export function serviceDefinition(service: DescService): grpc.ServiceDefinition {
+export function serviceDefinition(
+  service: DescService,
+  rawRequests: readonly string[] = [],
+): grpc.ServiceDefinition {
   const def: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
   for (const m of service.methods) {
+    const raw = rawRequests.includes(m.localName);
+    if (raw && m.methodKind !== 'unary') throw new TypeError(`rawRequests: ${m.name} is not unary`);
     def[m.localName] = {
       path: methodPath(service, m),
       requestStream: isRequestStream(m),
       responseStream: isResponseStream(m),
       requestSerialize: serializer(m.input),
-      requestDeserialize: deserializer(m.input),
+      requestDeserialize: raw ? rawDeserializer : deserializer(m.input),
       responseSerialize: serializer(m.output),
       responseDeserialize: deserializer(m.output),
       originalName: m.name,
@@ -204,6 +214,12 @@ export interface AddServiceOptions {
    * PERMISSION_DENIED) ends the call with that error and the handler never runs.
    */
   authorize?: (method: DescMethod, ctx: CallContext) => unknown;
+  /**
+   * Methods (local names) whose handler decodes its own request: it receives a `PreEncoded` holding the
+   * wire bytes instead of a protobuf-es message (a hand-written decoder for a hot message,
+   * src/transport/write-codec.ts). Unary methods only.
+   */
+  rawRequests?: readonly string[];
 }
 
 /** Registers typed handlers for a protobuf-es service on a grpc-js server. */
@@ -283,7 +299,7 @@ export function addService<S extends DescService>(
         break;
     }
   }
-  server.addService(serviceDefinition(service), handlers);
+  server.addService(serviceDefinition(service, options.rawRequests), handlers);
 }
 
 export interface ServerOptions {

@@ -5,8 +5,18 @@
  * in two passes (sizes, then one buffer), straight from the columnar arrays.
  *
  * The output is plain proto3 (docs/format/wire.md): any conforming decoder, protobuf-es's included, reads it;
- * test/transport/write-codec.test.ts checks that against protobuf-es on random batches.
+ * test/transport/write-codec.test.ts checks that against protobuf-es on random batches. The decoder below is
+ * the server's counterpart: wire bytes straight into a SampleBatch.
  */
+import { invalidArgument, type TidemarkError } from '../errors/index.js';
+import {
+  MAX_TIMESTAMP_MS,
+  MIN_TIMESTAMP_MS,
+  makeSeries,
+  type Series,
+  validateTimestamp,
+} from '../model/index.js';
+import type { SampleBatch } from '../storage/store.js';
 
 /** One series' samples, columnar (timestamps are integer ms; validated by the caller). */
 export interface WriteSeries {
@@ -149,4 +159,355 @@ function writeString(buf: Buffer, pos: number, key: number, s: string, bytes = B
   buf[pos++] = key;
   pos = writeVarint(buf, pos, bytes);
   return pos + buf.write(s, pos, bytes, 'utf8');
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Decoding
+
+/** A WriteRequest's batch as a SampleBatch, and where each series' samples start (for rejected indexes). */
+export interface DecodedWrite {
+  batch: SampleBatch;
+  offsets: number[];
+}
+
+const VARINT = 0;
+const I64 = 1;
+const I32 = 5;
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+function malformed(message: string): TidemarkError {
+  return invalidArgument('request_malformed', 'batch', `the WriteRequest is not valid protobuf: ${message}`);
+}
+
+/** One SeriesSamples of the request: where its parts lie in the buffer (repeated fields may be split). */
+interface SamplesLayout {
+  /** Byte ranges [start, end) of each occurrence of its `series` field (proto merges them). */
+  series: number[];
+  /** Ranges of packed timestamps, or single varints (end < 0: the varint at start). */
+  ts: number[];
+  values: number[];
+  tsCount: number;
+  valueCount: number;
+}
+
+/** Reads a varint below 2^32 (a length or a key); throws on overflow or EOF. */
+function readLen(b: Uint8Array, pos: number, end: number): [number, number] {
+  let v = 0;
+  for (let shift = 0; shift < 35; shift += 7) {
+    if (pos >= end) throw malformed('premature end of data');
+    const byte = b[pos++]!;
+    v += (byte & 0x7f) * 2 ** shift;
+    if (byte < 0x80) {
+      if (v > 0x7fffffff) throw malformed('length too large');
+      return [v, pos];
+    }
+  }
+  throw malformed('invalid varint');
+}
+
+/** The end of the varint starting at pos. */
+function skipVarint(b: Uint8Array, pos: number, end: number): number {
+  for (let i = 0; i < 10; i++) {
+    if (pos >= end) throw malformed('premature end of data');
+    if (b[pos++]! < 0x80) return pos;
+  }
+  throw malformed('invalid varint');
+}
+
+const START_GROUP = 3;
+const END_GROUP = 4;
+
+/** Skips an unknown field's value (groups too, as protobuf-es does); returns the position after it. */
+function skipField(b: Uint8Array, pos: number, end: number, wireType: number, field = 0, depth = 0): number {
+  switch (wireType) {
+    case START_GROUP:
+      if (depth > 100) throw malformed('groups nested too deeply');
+      for (;;) {
+        const [key, p] = readKey(b, pos, end);
+        if ((key & 7) === END_GROUP) {
+          if (key >>> 3 !== field) throw malformed('invalid end group tag');
+          return p;
+        }
+        pos = skipField(b, p, end, key & 7, key >>> 3, depth + 1);
+      }
+    case VARINT:
+      return skipVarint(b, pos, end);
+    case I64:
+      pos += 8;
+      break;
+    case LEN: {
+      const [len, p] = readLen(b, pos, end);
+      pos = p + len;
+      break;
+    }
+    case I32:
+      pos += 4;
+      break;
+    default:
+      throw malformed(`unsupported wire type ${wireType}`);
+  }
+  if (pos > end) throw malformed('premature end of data');
+  return pos;
+}
+
+/**
+ * Skips a field this message does not know. A known field number (1..known) with another wire type than its
+ * own is refused: protobuf-es would misread it, so no two readers could agree on what it meant.
+ */
+function skipUnknown(b: Uint8Array, pos: number, end: number, key: number, known: number): number {
+  if (key >>> 3 <= known) throw malformed(`field ${key >>> 3} has wire type ${key & 7}`);
+  return skipField(b, pos, end, key & 7, key >>> 3);
+}
+
+/** A field key (field number > 0). */
+function readKey(b: Uint8Array, pos: number, end: number): [number, number] {
+  const r = readLen(b, pos, end);
+  if (r[0] >>> 3 === 0) throw malformed('field number 0');
+  return r;
+}
+
+/** A field's LEN payload: [start, end). */
+function lenField(b: Uint8Array, pos: number, end: number): [number, number] {
+  const [len, p] = readLen(b, pos, end);
+  if (p + len > end) throw malformed('premature end of data');
+  return [p, p + len];
+}
+
+/** An int64 varint at pos as a number (rounded like Number(bigint) beyond 2^53); [value, next]. */
+function readInt64(b: Uint8Array, pos: number, end: number): [number, number] {
+  let lo = 0;
+  let hi = 0;
+  let byte = 0;
+  let i = 0;
+  for (; i < 4; i++) {
+    if (pos >= end) throw malformed('premature end of data');
+    byte = b[pos++]!;
+    lo |= (byte & 0x7f) << (7 * i);
+    if (byte < 0x80) return [lo >>> 0, pos];
+  }
+  // Byte 5 holds bits 28..34: four low bits finish lo, three start hi.
+  if (pos >= end) throw malformed('premature end of data');
+  byte = b[pos++]!;
+  lo |= (byte & 0x0f) << 28;
+  hi = (byte & 0x7f) >> 4;
+  if (byte >= 0x80) {
+    for (i = 0; i < 5; i++) {
+      if (pos >= end) throw malformed('premature end of data');
+      byte = b[pos++]!;
+      hi |= (byte & 0x7f) << (7 * i + 3);
+      if (byte < 0x80) break;
+    }
+    if (byte >= 0x80) throw malformed('invalid varint');
+  }
+  lo >>>= 0;
+  hi >>>= 0;
+  // int64: the top bit is the sign (two's complement).
+  return [hi >= 0x80000000 ? (hi - TWO_32) * TWO_32 + lo : hi * TWO_32 + lo, pos];
+}
+
+function countVarints(b: Uint8Array, start: number, end: number): number {
+  let n = 0;
+  let run = 0;
+  for (let i = start; i < end; i++) {
+    if (b[i]! < 0x80) {
+      n++;
+      run = 0;
+    } else if (++run >= 10) {
+      throw malformed('invalid varint');
+    }
+  }
+  if (run > 0) throw malformed('premature end of data');
+  return n;
+}
+
+/** Pass 1: the layout of every SeriesSamples (wire errors are thrown here, before any validation). */
+function layout(b: Uint8Array): SamplesLayout[] {
+  const out: SamplesLayout[] = [];
+  let pos = 0;
+  const end = b.length;
+  while (pos < end) {
+    const [key, p] = readKey(b, pos, end);
+    pos = p;
+    if (key === KEY_REQUEST_BATCH) {
+      const [bs, be] = lenField(b, pos, end);
+      layoutBatch(b, bs, be, out);
+      pos = be;
+    } else {
+      pos = skipUnknown(b, pos, end, key, 1);
+    }
+  }
+  return out;
+}
+
+function layoutBatch(b: Uint8Array, pos: number, end: number, out: SamplesLayout[]): void {
+  while (pos < end) {
+    const [key, p] = readKey(b, pos, end);
+    pos = p;
+    if (key !== KEY_BATCH_SERIES) {
+      pos = skipUnknown(b, pos, end, key, 1);
+      continue;
+    }
+    const [ss, se] = lenField(b, pos, end);
+    pos = se;
+    const l: SamplesLayout = { series: [], ts: [], values: [], tsCount: 0, valueCount: 0 };
+    let q = ss;
+    while (q < se) {
+      const [k, q1] = readKey(b, q, se);
+      q = q1;
+      if (k === KEY_SAMPLES_SERIES) {
+        const [a, z] = lenField(b, q, se);
+        l.series.push(a, z);
+        q = z;
+      } else if (k === KEY_SAMPLES_TIMESTAMPS) {
+        const [a, z] = lenField(b, q, se);
+        l.ts.push(a, z);
+        l.tsCount += countVarints(b, a, z);
+        q = z;
+      } else if (k === ((2 << 3) | VARINT)) {
+        const z = skipVarint(b, q, se);
+        l.ts.push(q, -1);
+        l.tsCount++;
+        q = z;
+      } else if (k === KEY_SAMPLES_VALUES) {
+        const [a, z] = lenField(b, q, se);
+        if ((z - a) % 8 !== 0) throw malformed('packed doubles of a length not a multiple of 8');
+        l.values.push(a, z);
+        l.valueCount += (z - a) / 8;
+        q = z;
+      } else if (k === ((3 << 3) | I64)) {
+        if (q + 8 > se) throw malformed('premature end of data');
+        l.values.push(q, q + 8);
+        l.valueCount++;
+        q += 8;
+      } else {
+        q = skipUnknown(b, q, se, k, 3);
+      }
+    }
+    out.push(l);
+  }
+}
+
+function readString(b: Uint8Array, start: number, end: number): string {
+  try {
+    return utf8.decode(b.subarray(start, end));
+  } catch {
+    throw malformed('a string is not valid UTF-8');
+  }
+}
+
+/** The merged Series of all its occurrences: metric (last wins) and tags (map entries, last wins per key). */
+function readSeries(b: Uint8Array, ranges: number[]): { metric: string; tags: Record<string, string> } {
+  let metric = '';
+  const tags: Record<string, string> = {};
+  for (let r = 0; r < ranges.length; r += 2) {
+    let pos = ranges[r]!;
+    const end = ranges[r + 1]!;
+    while (pos < end) {
+      const [key, p] = readKey(b, pos, end);
+      pos = p;
+      if (key === KEY_SERIES_METRIC) {
+        const [a, z] = lenField(b, pos, end);
+        metric = readString(b, a, z);
+        pos = z;
+      } else if (key === KEY_SERIES_TAGS) {
+        const [a, z] = lenField(b, pos, end);
+        let k = '';
+        let v = '';
+        let q = a;
+        while (q < z) {
+          const [ek, q1] = readKey(b, q, z);
+          q = q1;
+          if (ek === KEY_ENTRY_KEY || ek === KEY_ENTRY_VALUE) {
+            const [sa, sz] = lenField(b, q, z);
+            if (ek === KEY_ENTRY_KEY) k = readString(b, sa, sz);
+            else v = readString(b, sa, sz);
+            q = sz;
+          } else {
+            q = skipUnknown(b, q, z, ek, 2);
+          }
+        }
+        tags[k] = v;
+        pos = z;
+      } else {
+        pos = skipUnknown(b, pos, end, key, 2);
+      }
+    }
+  }
+  return { metric, tags };
+}
+
+/**
+ * Decodes a WriteRequest's wire bytes straight into a SampleBatch: the same result and the same errors, in
+ * the same order, as protobuf-es's fromBinary followed by src/api/grpc-service.ts batchFromWriteRequest
+ * (test/transport/write-codec.test.ts checks both on random and mutated inputs), without building the
+ * message objects or a BigInt per timestamp. Wire-format errors are INVALID_ARGUMENT `request_malformed`.
+ */
+export function decodeWriteRequest(
+  bytes: Uint8Array,
+  /** Called with the sample and series counts before anything is allocated (throws to refuse). */
+  checkSize?: (samples: number, series: number) => void,
+): DecodedWrite {
+  const b = bytes;
+  const list = layout(b);
+  const seriesInfo = list.map((l) => (l.series.length === 0 ? undefined : readSeries(b, l.series)));
+  let n = 0;
+  for (let i = 0; i < list.length; i++) {
+    const l = list[i]!;
+    if (l.tsCount !== l.valueCount) {
+      throw invalidArgument(
+        'batch_invalid',
+        `batch.series[${i}].values`,
+        `batch.series[${i}]: ${l.tsCount} timestamps but ${l.valueCount} values`,
+      );
+    }
+    n += l.tsCount;
+  }
+  checkSize?.(n, list.length);
+  const series: Series[] = [];
+  const offsets: number[] = [];
+  const seriesRef = new Uint32Array(n);
+  const timestamps = new Float64Array(n);
+  const values = new Float64Array(n);
+  const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  let j = 0;
+  for (let i = 0; i < list.length; i++) {
+    const l = list[i]!;
+    const info = seriesInfo[i];
+    if (info === undefined) {
+      throw invalidArgument('series_missing', `batch.series[${i}].series`, `batch.series[${i}]: no series`);
+    }
+    series.push(makeSeries(info.metric, info.tags, `batch.series[${i}].series`));
+    offsets.push(j);
+    const first = j;
+    for (let r = 0; r < l.ts.length; r += 2) {
+      let pos = l.ts[r]!;
+      const end = l.ts[r + 1]!;
+      if (end < 0) {
+        [timestamps[j++]] = readInt64(b, pos, b.length);
+        continue;
+      }
+      while (pos < end) {
+        const [t, p] = readInt64(b, pos, end);
+        timestamps[j++] = t;
+        pos = p;
+      }
+    }
+    let v = first;
+    for (let r = 0; r < l.values.length; r += 2) {
+      for (let pos = l.values[r]!, end = l.values[r + 1]!; pos < end; pos += 8) {
+        values[v++] = view.getFloat64(pos, true);
+      }
+    }
+    for (let k = first; k < j; k++) {
+      const t = timestamps[k]!;
+      // Malformed input fails the whole request before anything is written (the store would only reject
+      // the sample); policy rejections (too_old, out_of_retention) stay per sample in the response.
+      if (!(t >= MIN_TIMESTAMP_MS && t <= MAX_TIMESTAMP_MS)) {
+        validateTimestamp(t, `batch.series[${i}].timestamps[${k - first}]`);
+      }
+      seriesRef[k] = i;
+    }
+  }
+  return { batch: { series, seriesRef, timestamps, values, length: n }, offsets };
 }

@@ -7,7 +7,8 @@ import { createHttpApi, type HttpApi } from '../../src/api/http.js';
 import { MatchType, TidemarkService } from '../../src/gen/tidemark/v1/client_pb.js';
 import { encodeBatch } from '../../src/ingest/batch-codec.js';
 import { type Series, seriesId, shardOf } from '../../src/model/index.js';
-import { createClient, type ServiceClient } from '../../src/transport/grpc-adapter.js';
+import { asMessage, createClient, type ServiceClient } from '../../src/transport/grpc-adapter.js';
+import { encodeWriteRequest } from '../../src/transport/write-codec.js';
 import { NodeCluster, waitFor } from './fixtures/node-cluster.js';
 
 const SHARDS = 4;
@@ -103,6 +104,27 @@ describe('TidemarkNode: malformed requests change nothing', () => {
       expect(err.message.length).toBeGreaterThan(0);
     }
     expect(await countOf('mw')).toEqual([0, 0, 0]);
+  });
+
+  it('gRPC Write: bytes that are not a WriteRequest → INVALID_ARGUMENT request_malformed, nothing stored', async () => {
+    await settled();
+    const good = encodeWriteRequest([
+      { metric: 'mraw', tags: { host: 'x' }, timestamps: [1, 2], values: [1, 2] },
+    ]);
+    const garbage = [
+      good.subarray(0, good.length - 3), // truncated
+      Uint8Array.from([...good, 0x08]), // a key with no value
+      Uint8Array.of(0x0a, 0x05, 0x0a, 0x03, 0x12, 0x01, 0x80), // a varint cut short
+      Uint8Array.of(0x08, 0x01), // the batch field as a varint
+    ];
+    for (const bytes of garbage) {
+      const err = await failure(client.write(asMessage(bytes)));
+      expect(err).toMatchObject({ code: 'INVALID_ARGUMENT', reason: 'request_malformed', field: 'batch' });
+    }
+    expect(await countOf('mraw')).toEqual([0, 0, 0]);
+    // The same bytes whole are a good write.
+    expect((await client.write(asMessage(good))).accepted).toBe(2n);
+    expect(await countOf('mraw')).toEqual([2, 2, 2]);
   });
 
   it('gRPC Write: a timestamp out of range fails the whole request naming it, nothing stored', async () => {

@@ -1,6 +1,7 @@
 /**
  * Fuzz: protobuf and binary decoding with >= 100,000 generated inputs for each of
- *  - the client API's WriteRequest (gRPC Write): protobuf-es fromBinary, then batchFromWriteRequest (with
+ *  - the client API's WriteRequest (gRPC Write): the server's decoder (src/transport/write-codec.ts) and
+ *    protobuf-es fromBinary, then batchFromWriteRequest (with
  *    the request-size limits of a LimitGuard, sometimes small);
  *  - the peer API: RaftRequest frames (messageFromPb for every shard message), SnapshotRequest chunks
  *    (chunkFromPb), ForwardRequest (+ the batch codec: decodeBatch), Raft entry payloads (the entry codec:
@@ -20,7 +21,7 @@ import { Registry } from 'prom-client';
 import { expect, test } from 'vitest';
 import { batchFromWriteRequest } from '../../src/api/grpc-service.js';
 import { entryCodec } from '../../src/cluster/entry.js';
-import { TidemarkError } from '../../src/errors/index.js';
+import { isTidemarkError, TidemarkError } from '../../src/errors/index.js';
 import { WriteRequestSchema } from '../../src/gen/tidemark/v1/client_pb.js';
 import {
   ForwardRequestSchema,
@@ -40,6 +41,7 @@ import {
 } from '../../src/query/index.js';
 import type { SampleBatch } from '../../src/storage/store.js';
 import { chunkFromPb, messageFromPb } from '../../src/transport/raft-codec.js';
+import { decodeWriteRequest } from '../../src/transport/write-codec.js';
 import { Rng } from '../../src/util/random.js';
 import { BASE_SEED, expectRejection, fuzz, INPUTS, mutateBytes, randomBytes, summary } from './harness.js';
 
@@ -291,11 +293,28 @@ test(`WriteRequest: ${INPUTS} generated messages decode or are rejected with a r
     INPUTS,
     (r) => ({ bytes: variant(r, () => r.pick(writePool)), guard: r.int(0, 2) }),
     ({ bytes, guard }) => {
-      const req = decode(WriteRequestSchema, bytes);
       const g = guards[guard]!;
-      const { batch, offsets } = batchFromWriteRequest(req, (n, s) => g.checkWriteSize(n, s, 'batch.series'));
+      const check = (n: number, s: number) => g.checkWriteSize(n, s, 'batch.series');
+      // The server's own decoder (the gRPC path) first: the same contract on every input.
+      let fast: ReturnType<typeof decodeWriteRequest> | undefined;
+      let fastErr: unknown;
+      try {
+        fast = decodeWriteRequest(bytes, check);
+        checkBatch(fast.batch);
+      } catch (err) {
+        checkError(err);
+        fastErr = err;
+      }
+      const req = decode(WriteRequestSchema, bytes);
+      const { batch, offsets } = batchFromWriteRequest(req, check);
       checkBatch(batch);
       if (offsets.length !== (req.batch?.series.length ?? 0)) throw new Error('offsets');
+      // What protobuf-es accepts, the fast decoder accepts too, unless it refused the wire format
+      // (test/transport/write-codec.test.ts compares the two in detail).
+      if (fast === undefined && !(isTidemarkError(fastErr) && fastErr.reason === 'request_malformed')) {
+        throw new Error(`decodeWriteRequest refused what protobuf-es accepted: ${String(fastErr)}`);
+      }
+      if (fast !== undefined && fast.batch.length !== batch.length) throw new Error('decoders disagree');
     },
     checkError,
   );

@@ -4,11 +4,9 @@
  * whole, so fixing and re-producing it cannot duplicate or lose part of it). Pure; reuses the HTTP
  * parsers, so a record means exactly what the same body means on /write or /api/put.
  */
-import { fromBinary } from '@bufbuild/protobuf';
 import { isTidemarkError } from '../../errors/index.js';
-import { WriteRequestSchema } from '../../gen/tidemark/v1/client_pb.js';
-import { makeSeries, validateTimestamp } from '../../model/index.js';
 import type { SampleBatch } from '../../storage/store.js';
+import { type DecodedWrite, decodeWriteRequest } from '../../transport/write-codec.js';
 import { BatchBuilder } from '../batch.js';
 import { parseLineProtocol } from '../line-protocol.js';
 import { parseOpenTsdbPut } from '../opentsdb.js';
@@ -79,8 +77,6 @@ export function decodeRecordInto(
     }
   } catch (err) {
     if (isTidemarkError(err)) return fail(err.reason, err.message);
-    // fromBinary throws plain Errors for malformed wire data.
-    if (f === 'protobuf' && err instanceof Error) return fail('protobuf_invalid', err.message);
     throw err;
   }
 }
@@ -134,28 +130,19 @@ function decodeOpenTsdb(value: Uint8Array, builder: BatchBuilder): DecodeIntoRes
 }
 
 function decodeProtobuf(value: Uint8Array, b: BatchBuilder): DecodeIntoResult {
-  const req = fromBinary(WriteRequestSchema, value);
-  const list = req.batch?.series ?? [];
-  let n = 0;
-  for (let i = 0; i < list.length; i++) {
-    const s = list[i]!;
-    const field = `batch.series[${i}]`;
-    if (s.series === undefined) return fail('series_missing', `${field}: no series`);
-    if (s.timestamps.length !== s.values.length) {
-      return fail(
-        'batch_invalid',
-        `${field}: ${s.timestamps.length} timestamps but ${s.values.length} values`,
-      );
-    }
-    const ref = b.ref(makeSeries(s.series.metric, s.series.tags, `${field}.series`));
-    b.ensureRoom(s.timestamps.length);
-    for (let k = 0; k < s.timestamps.length; k++) {
-      const t = validateTimestamp(Number(s.timestamps[k]), `${field}.timestamps[${k}]`);
-      b.addRef(ref, t, s.values[k]!);
-    }
-    n += s.timestamps.length;
+  // The gRPC Write's decoder (src/transport/write-codec.ts): the same validation, no message objects.
+  let decoded: DecodedWrite;
+  try {
+    decoded = decodeWriteRequest(value);
+  } catch (err) {
+    if (isTidemarkError(err) && err.reason === 'request_malformed')
+      return fail('protobuf_invalid', err.message);
+    throw err;
   }
-  return { ok: true, samples: n };
+  const { batch } = decoded;
+  // A record that does not fit throws the builder's batch_too_many_* (the ingester retries it alone).
+  appendBatch(b, batch);
+  return { ok: true, samples: batch.length };
 }
 
 /**
