@@ -29,8 +29,12 @@ export function limitExceeded(reason: string, limit: string, value: number, mess
  * the input does not matter.
  */
 export function seriesDedupKey(series: Series): string {
-  const tags = series.tags;
-  let key = series.metric;
+  return series.metric + tagsDedupSuffix(series.tags);
+}
+
+/** The tags' part of seriesDedupKey (for callers that reuse one tag set under many metrics). */
+export function tagsDedupSuffix(tags: Readonly<Record<string, string>>): string {
+  let key = '';
   let names: string[] | undefined;
   for (const n in tags) {
     if (names === undefined) names = [n];
@@ -77,7 +81,11 @@ export class BatchBuilder {
 
   /** The ref of `series` in this batch, adding it if new (deduplicated by series identity). */
   ref(series: Series): number {
-    const key = seriesDedupKey(series);
+    return this.refKeyed(series, seriesDedupKey(series));
+  }
+
+  /** ref() with the series' seriesDedupKey already known. */
+  refKeyed(series: Series, key: string): number {
     const found = this.refs.get(key);
     if (found !== undefined) return found;
     if (this.series.length >= this.maxSeries) {

@@ -18,7 +18,7 @@ import {
   validateTimestamp,
 } from '../model/index.js';
 import type { SampleBatch } from '../storage/store.js';
-import { BatchBuilder, type BatchLimits, limitExceeded, sized } from './batch.js';
+import { BatchBuilder, type BatchLimits, limitExceeded, sized, tagsDedupSuffix } from './batch.js';
 
 export type Precision = 'ns' | 'us' | 'ms' | 's' | 'm' | 'h';
 
@@ -114,9 +114,25 @@ class LineFail {
   ) {}
 }
 
+/** A series section, parsed and validated: the same for every body that repeats it (see parsedSeries). */
+interface ParsedSeries {
+  readonly measurement: string;
+  readonly tags: Readonly<Record<string, string>>;
+  /** tagsDedupSuffix(tags): a field's batch dedup key is its metric + this. */
+  readonly tagsKey: string;
+}
+
+/**
+ * Series sections parsed by earlier bodies (writers send the same series again and again): raw text → parsed.
+ * Bounded: emptied when full, so it holds at most PARSED_SERIES_MAX entries (a few MB).
+ */
+const parsedSeries = new Map<string, ParsedSeries>();
+const PARSED_SERIES_MAX = 8192;
+
 interface SeriesInfo {
   measurement: string;
-  tags: Record<string, string>;
+  tags: Readonly<Record<string, string>>;
+  tagsKey: string;
   /** field key → ref in the builder. */
   fieldRefs: Map<string, number>;
   /** The field keys (without escapes) of the last point of this series, in order, and their refs: a point with
@@ -197,6 +213,8 @@ class LineParser {
   samples = 0;
   stringsSkipped = 0;
   tooLong = 0;
+  /** Position of the next backslash at or after the current line (len: none left); see point(). */
+  nextBackslash = -1;
   /** Cursor state of the point being parsed. */
   lineNo = 1;
   lineStart = 0;
@@ -296,22 +314,36 @@ class LineParser {
     let end = this.end;
     let nFields = 0;
     let lineStrings = 0;
-    // --- series section: up to the first unescaped space.
-    let i = this.lineStart;
+    // --- series section: up to the first unescaped space. Without a backslash before it (the usual case) the
+    // native search finds it; the next backslash of the body is looked up once and reused line after line.
+    let i = text.indexOf(' ', this.lineStart);
+    if (i < 0 || i > end) i = end;
     let escaped = false;
-    for (; i < end; i++) {
-      const ch = text.charCodeAt(i);
-      if (ch === SPACE) break;
-      if (ch === BSLASH) {
-        escaped = true;
-        i++;
+    if (this.nextBackslash < this.lineStart) {
+      const b = text.indexOf('\\', this.lineStart);
+      this.nextBackslash = b < 0 ? this.len : b;
+    }
+    if (this.nextBackslash < i) {
+      for (i = this.lineStart; i < end; i++) {
+        const ch = text.charCodeAt(i);
+        if (ch === SPACE) break;
+        if (ch === BSLASH) {
+          escaped = true;
+          i++;
+        }
       }
     }
     if (i >= end) throw new LineFail('missing_fields', 'missing field set (no space after the series)');
     const raw = text.slice(this.lineStart, i);
     let info = this.seriesCache.get(raw);
     if (info === undefined) {
-      info = parseSeries(raw, escaped);
+      const parsed = parsedSeries.get(raw) ?? parseSeries(raw, escaped);
+      if (parsed instanceof LineFail) info = parsed;
+      else {
+        if (parsedSeries.size >= PARSED_SERIES_MAX) parsedSeries.clear();
+        parsedSeries.set(raw, parsed);
+        info = { ...parsed, fieldRefs: new Map(), lastKeys: [], lastRefs: [] };
+      }
       this.seriesCache.set(raw, info);
     }
     if (info instanceof LineFail) throw info;
@@ -480,7 +512,8 @@ class LineParser {
       const k = keys[f];
       let r = refs.get(k);
       if (r === undefined) {
-        r = builder.ref({ metric: info.measurement + this.sep + k, tags: info.tags });
+        const metric = info.measurement + this.sep + k;
+        r = builder.refKeyed({ metric, tags: info.tags }, metric + info.tagsKey);
         refs.set(k, r);
       }
       if (fieldRefs[f] === -1) {
@@ -537,8 +570,8 @@ function splitUnescaped(s: string, ch: number): string[] {
   return parts;
 }
 
-/** Measurement and tags of a series section (the cold path: once per distinct raw text per body). */
-function parseSeries(raw: string, escaped: boolean): SeriesInfo | LineFail {
+/** Measurement and tags of a series section (the cold path: once per distinct raw text, see parsedSeries). */
+function parseSeries(raw: string, escaped: boolean): ParsedSeries | LineFail {
   const parts = escaped ? splitUnescaped(raw, COMMA) : raw.split(',');
   const measurement = unescapeKey(parts[0], escaped);
   if (measurement === '') return new LineFail('measurement_missing', 'missing measurement');
@@ -571,7 +604,8 @@ function parseSeries(raw: string, escaped: boolean): SeriesInfo | LineFail {
   } catch (err) {
     return fromError(err);
   }
-  return { measurement, tags, fieldRefs: new Map(), lastKeys: [], lastRefs: [] };
+  Object.freeze(tags);
+  return { measurement, tags, tagsKey: tagsDedupSuffix(tags) };
 }
 
 function isDigit(c: number): boolean {
@@ -681,16 +715,23 @@ function parseTimestamp(s: string, a: number, b: number, precision: Precision): 
   const neg = s.charCodeAt(a) === MINUS;
   const ds = neg ? a + 1 : a;
   if (ds >= b) throw new LineFail('timestamp_invalid', 'invalid timestamp', 'timestamp');
+  // One pass: every character a digit, and the value of the leading ones (the ms part).
+  const drop = precision === 'ns' ? 6 : precision === 'us' ? 3 : 0;
+  const keep = b - drop;
+  let lead = 0;
   for (let i = ds; i < b; i++) {
-    if (!isDigit(s.charCodeAt(i))) {
+    const d = s.charCodeAt(i) - D0;
+    if (d < 0 || d > 9) {
       throw new LineFail(
         'timestamp_invalid',
         `invalid timestamp ${JSON.stringify(s.slice(a, b))}`,
         'timestamp',
       );
     }
+    if (i < keep) lead = lead * 10 + d;
   }
-  if (!digitsAtMost(s, ds, b, neg ? INT64_MIN_ABS : INT64_MAX)) {
+  // 19 digits and more may exceed int64 (and leading zeros may hide a short one).
+  if (b - ds >= 19 && !digitsAtMost(s, ds, b, neg ? INT64_MIN_ABS : INT64_MAX)) {
     throw new LineFail(
       'timestamp_invalid',
       `timestamp ${s.slice(a, b)} is out of the int64 range`,
@@ -700,11 +741,8 @@ function parseTimestamp(s: string, a: number, b: number, precision: Precision): 
   let ms: number;
   if (neg) ms = -1;
   else {
-    // At most 19 digits: keeping the leading (19 - drop) digits stays below 2^53, so the sum is exact.
-    const drop = precision === 'ns' ? 6 : precision === 'us' ? 3 : 0;
-    ms = 0;
-    for (let i = ds; i < b - drop; i++) ms = ms * 10 + (s.charCodeAt(i) - D0);
-    ms *= UNIT_MS[precision];
+    // At most 19 significant digits: the leading (19 - drop) stay below 2^53, so the sum is exact.
+    ms = lead * UNIT_MS[precision];
   }
   if (!(ms >= MIN_TIMESTAMP_MS && ms <= MAX_TIMESTAMP_MS)) {
     throw new LineFail(
