@@ -19,11 +19,15 @@
  * --raft-read-mode=lease; default `index,stale,lease`), --stale (= --modes stale), --shapes (comma-separated
  * subset of the shapes below), --cpu-prof DIR (the nodes are restarted after loading with `--cpu-prof` into
  * DIR and stopped gracefully at the end, so the profiles cover the queries only), --settle S (seconds to wait
- * after restarting the nodes, default 15: leadership moves to the preferred nodes meanwhile). Last line:
+ * after restarting the nodes, default 15: leadership moves to the preferred nodes meanwhile), --nodes N
+ * (cluster size, default 3, always R = 3: with N > 3 every node lacks some shards and queries them through
+ * ShardQueryService.ExecuteBatch on other nodes, queried through node a). Last line:
  * {"bench":"query","p50Ms":{...},"p99Ms":{...},"byMode":{mode:{p50Ms,p99Ms}},...}: p50Ms/p99Ms are the
- * first mode's.
+ * first mode's. In cluster mode also `nodeCpuMsPerQuery` {mode:{shape:ms}}: the CPU the three node
+ * processes used per query (from /proc, their idle CPU measured just before subtracted), a steadier
+ * measure of a query's fixed cost than wall time on a shared machine.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -52,6 +56,7 @@ const { values: args } = parseArgs({
     shards: { type: 'string', default: '3' },
     settle: { type: 'string', default: '15' },
     'cpu-prof': { type: 'string', default: '' },
+    nodes: { type: 'string', default: '3' },
   },
 });
 type Mode = 'index' | 'stale' | 'lease';
@@ -69,6 +74,8 @@ const hosts = args.quick ? 10 : Number(args.hosts);
 const hours = args.quick ? 13 : Number(args.hours);
 const runs = args.runs !== undefined ? Number(args.runs) : args.quick ? 5 : 50;
 const SHARDS = Number(args.shards);
+const NODES = Number(args.nodes);
+if (!Number.isInteger(NODES) || NODES < 1 || NODES > 9) throw new Error('--nodes: 1 to 9');
 /** Preloaded into profiled nodes (--cpu-prof): samples every 500 us, writes DIR/cpu-<pid>.cpuprofile at exit. */
 const profilePreload = (dir: string): string => `import { Session } from 'node:inspector';
 import { writeFileSync } from 'node:fs';
@@ -147,6 +154,26 @@ function toOpenTsdb(spec: QuerySpec): unknown {
   };
 }
 
+/**
+ * CPU ms (user + system) the cluster's node processes have used so far, from /proc (Linux; 0 elsewhere).
+ * Per query it is the fixed cost that wall time hides on a shared machine: every process's work counts,
+ * whether or not it was on the critical path, and other programs' load does not.
+ */
+function clusterCpuMs(cluster: ProcessCluster | undefined): number {
+  let ticks = 0;
+  for (const proc of cluster?.procs.values() ?? []) {
+    try {
+      // Fields after the command (which may hold spaces): utime and stime are the 12th and 13th.
+      const stat = readFileSync(`/proc/${proc.pid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(f[11]) + Number(f[12]);
+    } catch {
+      return 0;
+    }
+  }
+  return ticks * 10; // USER_HZ = 100 on Linux
+}
+
 const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
   return Math.round(s[Math.min(s.length - 1, Math.floor(p * s.length))]! * 100) / 100;
@@ -182,7 +209,10 @@ async function main(): Promise<void> {
   try {
     const t0 = performance.now();
     if (!inProcess) {
-      cluster = new ProcessCluster(['a', 'b', 'c'], ['--shards=16', '--replication=3']);
+      cluster = new ProcessCluster(['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i'].slice(0, NODES), [
+        '--shards=16',
+        '--replication=3',
+      ]);
       await cluster.init();
       for (const id of cluster.ids) cluster.start(id);
       const endpoints = cluster.ports.map((p) => `127.0.0.1:${p.grpc}`);
@@ -253,7 +283,7 @@ async function main(): Promise<void> {
     }
     const loadSec = (performance.now() - t0) / 1000;
     console.log(
-      `loaded ${ds.samples} samples (${ds.series.length} series) ${inProcess ? `into ${SHARDS} stores` : 'into a 3-node R=3 cluster'} in ${loadSec.toFixed(1)} s`,
+      `loaded ${ds.samples} samples (${ds.series.length} series) ${inProcess ? `into ${SHARDS} stores` : `into a ${NODES}-node R=${Math.min(3, NODES)} cluster`} in ${loadSec.toFixed(1)} s`,
     );
     const shards = stores.map(localShard);
     const end = START_MS + hours * HOUR - 1;
@@ -337,6 +367,7 @@ async function main(): Promise<void> {
     }
     const byMode: Record<string, { p50Ms: Record<string, number>; p99Ms: Record<string, number> }> = {};
     const byCpu: Record<string, Record<string, number>> = {};
+    const byNodeCpu: Record<string, Record<string, number>> = {};
     for (const mode of inProcess ? (['index'] as Mode[]) : modes) {
       if (mode === 'lease' && cluster !== undefined) {
         // Same data, restarted with leader-lease reads.
@@ -352,6 +383,7 @@ async function main(): Promise<void> {
       const p99: Record<string, number> = {};
       const cpuP50: Record<string, number> = {};
       const points: Record<string, number> = {};
+      const nodeCpu: Record<string, number> = {};
       for (const [name, make] of Object.entries(shapes)) {
         if (onlyShapes.length > 0 && !onlyShapes.includes(name)) continue;
         const n =
@@ -360,8 +392,23 @@ async function main(): Promise<void> {
         // In-process, all the work is this process's: its CPU time per query is a steadier measure than
         // wall time on a shared, loaded machine.
         const cpu: number[] = [];
+        let cpu0 = 0;
+        let wall0 = 0;
+        // The nodes' idle CPU (ticks, heartbeats of every shard), measured over 2 s without queries, is
+        // subtracted: it accrues with wall time, which other programs' load stretches.
+        let idlePerMs = 0;
+        if (cluster !== undefined) {
+          const c0 = clusterCpuMs(cluster);
+          const w0 = performance.now();
+          await new Promise((res) => setTimeout(res, 2000));
+          idlePerMs = (clusterCpuMs(cluster) - c0) / (performance.now() - w0);
+        }
         // Untimed runs first (JIT warm-up, connection set-up).
         for (let i = -3; i < n; i++) {
+          if (i === 0) {
+            cpu0 = clusterCpuMs(cluster);
+            wall0 = performance.now();
+          }
           const spec = make();
           const t = performance.now();
           const c = process.cpuUsage();
@@ -393,15 +440,20 @@ async function main(): Promise<void> {
             cpu.push((d.user + d.system) / 1000);
           }
         }
+        if (cluster !== undefined) {
+          const used = clusterCpuMs(cluster) - cpu0 - idlePerMs * (performance.now() - wall0);
+          nodeCpu[name] = Math.round((used / n) * 10) / 10;
+        }
         p50[name] = pct(times, 0.5);
         if (inProcess) cpuP50[name] = pct(cpu, 0.5);
         p99[name] = pct(times, 0.99);
         console.log(
-          `${mode} ${name}: p50 ${p50[name]} ms, p99 ${p99[name]} ms over ${n} runs (${points[name]} points)${inProcess ? `, CPU p50 ${cpuP50[name]} ms` : ''}`,
+          `${mode} ${name}: p50 ${p50[name]} ms, p99 ${p99[name]} ms over ${n} runs (${points[name]} points)${inProcess ? `, CPU p50 ${cpuP50[name]} ms` : `, nodes' CPU ${nodeCpu[name]} ms/query`}`,
         );
       }
       byMode[mode] = { p50Ms: p50, p99Ms: p99 };
       byCpu[mode] = cpuP50;
+      byNodeCpu[mode] = nodeCpu;
     }
     const first = Object.values(byMode)[0]!;
     console.log(
@@ -412,12 +464,12 @@ async function main(): Promise<void> {
         samples: ds.samples,
         loadSec: Math.round(loadSec * 10) / 10,
         shards: inProcess ? SHARDS : 16,
-        transport: inProcess ? 'in-process' : 'http, 3 nodes R=3',
+        transport: inProcess ? 'in-process' : `http, ${NODES} nodes R=${Math.min(3, NODES)}`,
         consistency: inProcess ? 'in-process' : Object.keys(byMode)[0],
         p50Ms: first.p50Ms,
         p99Ms: first.p99Ms,
         byMode,
-        ...(inProcess ? { cpuP50Ms: Object.values(byCpu)[0] ?? {} } : {}),
+        ...(inProcess ? { cpuP50Ms: Object.values(byCpu)[0] ?? {} } : { nodeCpuMsPerQuery: byNodeCpu }),
       }),
     );
   } finally {

@@ -30,8 +30,17 @@ import type {
 } from '../api/cluster-service.js';
 import { addTidemarkService, matchersFromPb, matchersToPb } from '../api/grpc-service.js';
 import { addBackupService } from '../backup/service.js';
-import { closed, invalidArgument, isTidemarkError, notLeader, TidemarkError } from '../errors/index.js';
 import {
+  closed,
+  type ErrorCode,
+  invalidArgument,
+  isTidemarkError,
+  notLeader,
+  TidemarkError,
+} from '../errors/index.js';
+import {
+  type ExecuteBatchRequest,
+  type ExecuteBatchResponseSchema,
   type ExecuteRequest,
   type LookupRequest,
   type SelectRequest as PbSelectRequest,
@@ -68,6 +77,8 @@ import {
   runQuery,
   type LookupRequest as SeriesLookupRequest,
   type ShardFn,
+  type ShardPartial,
+  type ShardQuery,
   type SuggestRequest,
   suggest,
 } from '../query/index.js';
@@ -203,6 +214,15 @@ function unavailable(reason: string, message: string, retryAfterMs = 50): Tidema
   return new TidemarkError('UNAVAILABLE', reason, message, { retryAfterMs });
 }
 
+/** A shard read error another attempt (elsewhere, or later) may cure; query errors (`query_*`) are final. */
+function retriableRead(err: unknown): boolean {
+  return (
+    isTidemarkError(err) &&
+    ['NOT_LEADER', 'UNAVAILABLE', 'NOT_FOUND', 'CLOSED'].includes(err.code) &&
+    !err.reason.startsWith('query_')
+  );
+}
+
 /** A listen address others can dial: a wildcard host is replaced by the advertised peer host. */
 /**
  * The incarnation of a node starting on an empty data directory (./member.ts decideIncarnation): asks every
@@ -274,6 +294,8 @@ export class TidemarkNode implements ClusterService {
   private closing = false;
   private readonly readClients = new Map<string, ServiceClient<typeof ShardReadService>>();
   private readonly queryClients = new Map<string, ServiceClient<typeof ShardQueryService>>();
+  /** Query calls this node made to peers (ShardQueryService), for tests and debugging. */
+  readonly queryCalls = { execute: 0, executeBatch: 0 };
   /** The node-wide Raft log environment (set by start, closed after the replicas). */
   private logEnv: LmdbLogEnv | undefined;
   /** TLS credentials and the client-API authenticator (set by start). */
@@ -376,6 +398,10 @@ export class TidemarkNode implements ClusterService {
       execute: async (req, ctx) => {
         if (node === undefined) throw unavailable('node_starting', `node ${config.nodeId} is starting`);
         return node.serveExecute(req, ctx);
+      },
+      executeBatch: async (req, ctx) => {
+        if (node === undefined) throw unavailable('node_starting', `node ${config.nodeId} is starting`);
+        return node.serveExecuteBatch(req, ctx);
       },
       lookup: async (req, ctx) => {
         if (node === undefined) throw unavailable('node_starting', `node ${config.nodeId} is starting`);
@@ -1016,13 +1042,26 @@ export class TidemarkNode implements ClusterService {
     if (this.closing) throw closed(`node ${this.id}`);
     const deadline = options.deadline ?? Date.now() + DEFAULT_DEADLINE_MS;
     const stale = options.stale === true;
+    const batch = this.queryBatcher(deadline, stale);
     const shards = Array.from({ length: this.config.shards }, (_, shard): ShardFn => {
-      return (q, signal) =>
-        this.onShard(
+      return async (q, signal) => {
+        // A shard with no replica here is read on its leader, in one ExecuteBatch per leader node for the
+        // whole query (docs/query.md, "Execution"); a failure there that another attempt may cure (a moved
+        // leader, a lost connection) falls back to the per-shard path below.
+        const to = this.batchTarget(shard);
+        if (to !== undefined) {
+          try {
+            return await batch(to, shard, q, signal);
+          } catch (err) {
+            if (!retriableRead(err) || Date.now() >= deadline) throw err;
+          }
+        }
+        return this.onShard(
           shard,
           { stale, deadline, signal },
           async (store) => executeShard(store, q, signal),
           async (client) => {
+            this.queryCalls.execute++;
             const res = await client.execute(
               { shard, query: encodeShardQuery(q), stale },
               { deadline, signal },
@@ -1030,6 +1069,7 @@ export class TidemarkNode implements ClusterService {
             return decodeShardPartial(res.partial);
           },
         );
+      };
     });
     return this.metrics.countLimitHits(
       runQuery(spec, shards, {
@@ -1118,15 +1158,93 @@ export class TidemarkNode implements ClusterService {
         if (address === undefined) throw unavailable('unknown_peer', `no address for node ${to}`);
         return await remote(this.queryClientOf(to, address));
       } catch (err) {
-        const retry =
-          isTidemarkError(err) &&
-          ['NOT_LEADER', 'UNAVAILABLE', 'NOT_FOUND', 'CLOSED'].includes(err.code) &&
-          !err.reason.startsWith('query_');
+        const retry = retriableRead(err);
         const wait =
           r === undefined && attempt < replicas.length ? 0 : Math.min(20 * 2 ** Math.min(attempt, 5), 500);
         if (!retry || Date.now() + wait >= opts.deadline) throw err;
         if (wait > 0) await sleep(wait);
       }
+    }
+  }
+
+  /**
+   * The node `shard`'s query goes to in a per-node batch when this node holds no replica of it: its
+   * leader if known, else its preferred leader (where the balancer keeps leadership; a follower's barrier
+   * forwards to the leader, so any replica answers linearizably). A shard held here runs here, after its
+   * barrier, even when another node leads it: moving those reads to their leaders in per-node batches
+   * was measured and costs more (docs/query.md, "Read consistency and latency").
+   */
+  private batchTarget(shard: number): string | undefined {
+    if (this.replicas.has(shard)) return undefined;
+    const to = this.map.leaderOf(shard) || this.map.preferredLeaderOf(shard);
+    return to !== '' && to !== this.id ? to : undefined;
+  }
+
+  /**
+   * One query's per-node batches: the ShardFns runQuery starts together (synchronously, one per shard)
+   * join their target node's batch, which leaves as one ExecuteBatch a microtask later; each shard's
+   * promise settles with its own result from the answer.
+   */
+  private queryBatcher(
+    deadline: number,
+    stale: boolean,
+  ): (to: string, shard: number, q: ShardQuery, signal: AbortSignal) => Promise<ShardPartial> {
+    type Waiter = { resolve: (p: ShardPartial) => void; reject: (err: unknown) => void };
+    const open = new Map<string, { shards: number[]; waiters: Waiter[] }>();
+    return (to, shard, q, signal) =>
+      new Promise<ShardPartial>((resolve, reject) => {
+        let b = open.get(to);
+        if (b === undefined) {
+          const fresh = { shards: [] as number[], waiters: [] as Waiter[] };
+          open.set(to, fresh);
+          b = fresh;
+          queueMicrotask(() => {
+            open.delete(to);
+            void this.sendBatch(to, fresh.shards, fresh.waiters, q, { signal, deadline, stale });
+          });
+        }
+        b.shards.push(shard);
+        b.waiters.push({ resolve, reject });
+      });
+  }
+
+  private async sendBatch(
+    to: string,
+    shards: number[],
+    waiters: { resolve: (p: ShardPartial) => void; reject: (err: unknown) => void }[],
+    q: ShardQuery,
+    opts: { signal: AbortSignal; deadline: number; stale: boolean },
+  ): Promise<void> {
+    try {
+      const address = this.config.peers.find((p) => p.id === to)?.address;
+      if (address === undefined) throw unavailable('unknown_peer', `no address for node ${to}`);
+      this.queryCalls.executeBatch++;
+      const res = await this.queryClientOf(to, address).executeBatch(
+        { shards, query: encodeShardQuery(q), stale: opts.stale },
+        { deadline: opts.deadline, signal: opts.signal },
+      );
+      shards.forEach((shard, i) => {
+        const w = waiters[i]!;
+        const r = res.results[i];
+        try {
+          if (r === undefined || r.shard !== shard) {
+            throw new TidemarkError(
+              'INTERNAL',
+              'batch_answer_invalid',
+              `node ${to} answered shard ${r?.shard ?? 'none'} in place of shard ${shard}`,
+            );
+          }
+          if (r.errorCode !== '') {
+            const details = r.errorDetails.length > 0 ? JSON.parse(utf8d.decode(r.errorDetails)) : {};
+            throw new TidemarkError(r.errorCode as ErrorCode, r.errorReason, r.errorMessage, details);
+          }
+          w.resolve(decodeShardPartial(r.partial));
+        } catch (err) {
+          w.reject(err);
+        }
+      });
+    } catch (err) {
+      for (const w of waiters) w.reject(err);
     }
   }
 
@@ -1162,6 +1280,39 @@ export class TidemarkNode implements ClusterService {
     const deadline = ctx.deadline ?? Date.now() + DEFAULT_DEADLINE_MS;
     const store = await r.readBarrier(req.stale ? { stale: true, deadline } : { deadline });
     return { partial: encodeShardPartial(await executeShard(store, q, ctx.signal)) };
+  }
+
+  /**
+   * ShardQueryService.ExecuteBatch: one query on several local shards, barriers and execution concurrent;
+   * each shard answers on its own (a partial, or its error with code, reason and details).
+   */
+  async serveExecuteBatch(
+    req: ExecuteBatchRequest,
+    ctx: CallContext,
+  ): Promise<MessageInitShape<typeof ExecuteBatchResponseSchema>> {
+    const q = decodeShardQuery(req.query);
+    const deadline = ctx.deadline ?? Date.now() + DEFAULT_DEADLINE_MS;
+    const results = await Promise.all(
+      req.shards.map(async (shard) => {
+        try {
+          const r = this.localReplica(shard);
+          const store = await r.readBarrier(req.stale ? { stale: true, deadline } : { deadline });
+          return { shard, partial: encodeShardPartial(await executeShard(store, q, ctx.signal)) };
+        } catch (err) {
+          const e = isTidemarkError(err)
+            ? err
+            : new TidemarkError('INTERNAL', 'shard_failed', String((err as Error)?.message ?? err));
+          return {
+            shard,
+            errorCode: e.code,
+            errorReason: e.reason,
+            errorMessage: e.message,
+            errorDetails: utf8.encode(JSON.stringify(e.details)),
+          };
+        }
+      }),
+    );
+    return { results };
   }
 
   /** ShardQueryService.Lookup: suggest / last on one local shard. */

@@ -40,6 +40,13 @@ export interface QueryOutcome {
 
 export const DEFAULT_DEADLINE_MS = 30_000;
 
+/**
+ * The abort reason once a query has settled (what may still run is no longer wanted). One shared
+ * instance: `abort()` without a reason builds a DOMException, and the race below turned that into a new
+ * TidemarkError, two stack captures per query for nothing anyone reads.
+ */
+const QUERY_SETTLED = new TidemarkError('CLOSED', 'query_settled', 'the query has already been answered');
+
 /** A shard function over a local store (for tests and single-node use). */
 export function localShard(store: ShardStore): ShardFn {
   return (q, signal) => executeShard(store, q, signal);
@@ -152,6 +159,6 @@ export async function runQuery(
     clearTimeout(timer);
     opts.signal?.removeEventListener('abort', onCaller);
     // Whatever is still running is no longer wanted.
-    if (!ctl.signal.aborted) ctl.abort();
+    if (!ctl.signal.aborted) ctl.abort(QUERY_SETTLED);
   }
 }

@@ -460,6 +460,8 @@ async function executeSub(
       `more than ${q.limits.maxSeries} series match`,
     );
   }
+  // Most shards of a narrow query match nothing (a 1-host query asks all 16): no scratch, no groups.
+  if (selected.length === 0) return { groups: [], series: [] };
   const sc = new Scratch();
   const groups = new Map<string, GroupAcc>();
   const raw: RawSeriesPartial[] = [];
