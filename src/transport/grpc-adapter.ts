@@ -94,7 +94,6 @@ export function serviceDefinition(
   const def: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
   for (const m of service.methods) {
     const raw = rawRequests.includes(m.localName);
-    if (raw && m.methodKind !== 'unary') throw new TypeError(`rawRequests: ${m.name} is not unary`);
     def[m.localName] = {
       path: methodPath(service, m),
       requestStream: isRequestStream(m),
@@ -217,7 +216,7 @@ export interface AddServiceOptions {
   /**
    * Methods (local names) whose handler decodes its own request: it receives a `PreEncoded` holding the
    * wire bytes instead of a protobuf-es message (a hand-written decoder for a hot message,
-   * src/transport/write-codec.ts). Unary methods only.
+   * src/transport/write-codec.ts); for a streaming method, each request message.
    */
   rawRequests?: readonly string[];
 }

@@ -21,7 +21,7 @@
  */
 import type * as grpc from '@grpc/grpc-js';
 import { type HelloAnswer, nodeOfMember } from '../cluster/member.js';
-import { TidemarkError } from '../errors/index.js';
+import { isTidemarkError, TidemarkError } from '../errors/index.js';
 import {
   type ForwardResponse,
   type HelloResponse,
@@ -33,6 +33,7 @@ import type { Transport, TransportReport } from '../raft/transport.js';
 import { type Message, MessageType, type NodeId } from '../raft/types.js';
 import {
   addService,
+  asMessage,
   bindServer,
   type CallContext,
   type CallOptions,
@@ -40,10 +41,12 @@ import {
   createClient,
   createServer,
   DEFAULT_MAX_MESSAGE_BYTES,
+  PreEncoded,
   type ServiceClient,
   shutdownServer,
 } from './grpc-adapter.js';
-import { chunkFromPb, chunkToPb, estimateBytes, messageFromPb, messageToPb, toNumber } from './raft-codec.js';
+import { chunkFromPb, chunkToPb, estimateBytes, messageFromPb, toNumber } from './raft-codec.js';
+import { decodeRaftRequest, encodeRaftRequest, type FrameItem } from './raft-frame.js';
 
 export interface ForwardRequestInfo {
   shard: number;
@@ -427,21 +430,14 @@ export class PeerTransport {
       if (p.state !== 'open' || stream === undefined) continue;
       const queue = p.queue;
       p.queue = [];
-      let frame: ReturnType<typeof messageToPb>[] = [];
-      let shards: number[] = [];
+      let frame: FrameItem[] = [];
       let bytes = 0;
       const write = () => {
         this.stats.framesSent++;
         this.stats.messagesSent += frame.length;
-        const ok = stream.write({
-          frame: {
-            from: this.id,
-            to: p.id,
-            messages: frame.map((message, i) => ({ shard: shards[i], message })),
-          },
-        });
+        // Encoded by hand (./raft-frame.ts): the same bytes as protobuf-es, without a BigInt per field.
+        const ok = stream.write(asMessage<RaftRequest>(encodeRaftRequest(this.id, p.id, frame)));
         frame = [];
-        shards = [];
         bytes = 0;
         return ok;
       };
@@ -449,8 +445,7 @@ export class PeerTransport {
       for (const q of queue) {
         const size = estimateBytes(q.m);
         if (frame.length > 0 && bytes + size > this.maxFrameBytes) ok = write() && ok;
-        frame.push(messageToPb(q.m));
-        shards.push(q.shard);
+        frame.push({ shard: q.shard, m: q.m });
         p.shards.add(q.shard);
         bytes += size;
       }
@@ -651,64 +646,69 @@ export class PeerTransport {
   // Serving
 
   private serve(): void {
-    addService(this.server, PeerService, {
-      raft: (requests, ctx) => silent(this.serveRaft(requests, ctx)),
-      snapshot: async (requests) => {
-        const asm = new SnapshotAssembler(this.maxSnapshotBytes);
-        let shard: number | undefined;
-        try {
-          for await (const req of requests) {
-            this.ensureOpen();
-            const { shard: s, chunk } = chunkFromPb(req.chunk);
-            if (shard === undefined) shard = s;
-            else if (s !== shard)
-              throw new TidemarkError('DATA_CORRUPTION', 'snapshot_shard_mismatch', 'chunks of two shards');
-            if (nodeOfMember(chunk.header.to) !== this.id) throw this.wrongNode(chunk.header.to);
-            const r = asm.add(chunk);
-            if (r.kind === 'discarded') throw r.error;
-            if (r.kind === 'complete') {
-              if (this.handlers.get(shard)?.onMessage === undefined)
-                throw new TidemarkError('NOT_FOUND', 'unknown_shard', `shard ${shard} has no replica here`);
-              this.stats.snapshotsReceived++;
-              this.dispatch(shard, r.message);
-              return { shard, bytes: BigInt(chunk.total) };
+    addService(
+      this.server,
+      PeerService,
+      {
+        raft: (requests, ctx) => silent(this.serveRaft(requests, ctx)),
+        snapshot: async (requests) => {
+          const asm = new SnapshotAssembler(this.maxSnapshotBytes);
+          let shard: number | undefined;
+          try {
+            for await (const req of requests) {
+              this.ensureOpen();
+              const { shard: s, chunk } = chunkFromPb(req.chunk);
+              if (shard === undefined) shard = s;
+              else if (s !== shard)
+                throw new TidemarkError('DATA_CORRUPTION', 'snapshot_shard_mismatch', 'chunks of two shards');
+              if (nodeOfMember(chunk.header.to) !== this.id) throw this.wrongNode(chunk.header.to);
+              const r = asm.add(chunk);
+              if (r.kind === 'discarded') throw r.error;
+              if (r.kind === 'complete') {
+                if (this.handlers.get(shard)?.onMessage === undefined)
+                  throw new TidemarkError('NOT_FOUND', 'unknown_shard', `shard ${shard} has no replica here`);
+                this.stats.snapshotsReceived++;
+                this.dispatch(shard, r.message);
+                return { shard, bytes: BigInt(chunk.total) };
+              }
             }
+            throw new TidemarkError('DATA_CORRUPTION', 'snapshot_incomplete', 'snapshot stream ended early');
+          } catch (err) {
+            this.stats.snapshotsRejected++;
+            throw err;
           }
-          throw new TidemarkError('DATA_CORRUPTION', 'snapshot_incomplete', 'snapshot stream ended early');
-        } catch (err) {
-          this.stats.snapshotsRejected++;
-          throw err;
-        }
+        },
+        forward: async (req, ctx) => {
+          this.ensureOpen();
+          if (this.onForward === undefined)
+            throw new TidemarkError(
+              'FAILED_PRECONDITION',
+              'forward_unsupported',
+              'this node takes no forwards',
+            );
+          const d = toNumber(req.deadlineUnixMs);
+          const r = await this.onForward({
+            shard: req.shard,
+            batch: req.batch,
+            deadline: d > 0 ? d : ctx.deadline,
+            signal: ctx.signal,
+          });
+          return { accepted: BigInt(r.accepted), rejected: r.rejected };
+        },
+        hello: async () => {
+          this.ensureOpen();
+          const a = this.onHello?.() ?? { node: this.id, started: false, progressedShards: [] };
+          return { node: a.node, started: a.started, progressedShards: a.progressedShards };
+        },
+        join: async (req) => {
+          this.ensureOpen();
+          if (this.onJoin === undefined)
+            throw new TidemarkError('FAILED_PRECONDITION', 'join_unsupported', 'this node takes no joins');
+          return { member: await this.onJoin(req.shard, req.member) };
+        },
       },
-      forward: async (req, ctx) => {
-        this.ensureOpen();
-        if (this.onForward === undefined)
-          throw new TidemarkError(
-            'FAILED_PRECONDITION',
-            'forward_unsupported',
-            'this node takes no forwards',
-          );
-        const d = toNumber(req.deadlineUnixMs);
-        const r = await this.onForward({
-          shard: req.shard,
-          batch: req.batch,
-          deadline: d > 0 ? d : ctx.deadline,
-          signal: ctx.signal,
-        });
-        return { accepted: BigInt(r.accepted), rejected: r.rejected };
-      },
-      hello: async () => {
-        this.ensureOpen();
-        const a = this.onHello?.() ?? { node: this.id, started: false, progressedShards: [] };
-        return { node: a.node, started: a.started, progressedShards: a.progressedShards };
-      },
-      join: async (req) => {
-        this.ensureOpen();
-        if (this.onJoin === undefined)
-          throw new TidemarkError('FAILED_PRECONDITION', 'join_unsupported', 'this node takes no joins');
-        return { member: await this.onJoin(req.shard, req.member) };
-      },
-    });
+      { rawRequests: ['raft'] },
+    );
   }
 
   private async serveRaft(requests: AsyncIterable<RaftRequest>, ctx: CallContext): Promise<void> {
@@ -716,6 +716,17 @@ export class PeerTransport {
     ctx.sendHeaders();
     for await (const req of requests) {
       if (this.closed) throw new TidemarkError('CLOSED', 'closed', 'peer transport is closed');
+      // Frames arrive as wire bytes (rawRequests in serve()) and are decoded by hand (./raft-frame.ts).
+      if (req instanceof PreEncoded) {
+        const f = decodeRaftRequest(req.bytes);
+        if (f.to !== this.id) throw this.wrongNode(f.to);
+        this.stats.framesReceived++;
+        for (const { shard, m } of f.messages) {
+          if (isTidemarkError(m)) this.stats.messagesDiscarded++;
+          else this.dispatch(shard, m);
+        }
+        continue;
+      }
       const f = req.frame;
       if (f === undefined) continue;
       if (f.to !== this.id) throw this.wrongNode(f.to);

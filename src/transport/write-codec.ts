@@ -8,7 +8,7 @@
  * test/transport/write-codec.test.ts checks that against protobuf-es on random batches. The decoder below is
  * the server's counterpart: wire bytes straight into a SampleBatch.
  */
-import { invalidArgument, type TidemarkError } from '../errors/index.js';
+import { invalidArgument } from '../errors/index.js';
 import {
   MAX_TIMESTAMP_MS,
   MIN_TIMESTAMP_MS,
@@ -17,6 +17,25 @@ import {
   validateTimestamp,
 } from '../model/index.js';
 import type { SampleBatch } from '../storage/store.js';
+import {
+  countVarints,
+  fieldSize,
+  I64,
+  int64Size,
+  LEN,
+  lenField,
+  malformed,
+  readInt64,
+  readKey,
+  readString,
+  skipUnknown,
+  skipVarint,
+  VARINT,
+  WireFormatError,
+  writeInt64,
+  writeString,
+  writeVarint,
+} from './wire.js';
 
 /** One series' samples, columnar (timestamps are integer ms; validated by the caller). */
 export interface WriteSeries {
@@ -27,7 +46,6 @@ export interface WriteSeries {
 }
 
 // Field keys: (field number << 3) | wire type.
-const LEN = 2;
 const KEY_REQUEST_BATCH = (1 << 3) | LEN; // WriteRequest.batch
 const KEY_BATCH_SERIES = (1 << 3) | LEN; // WriteBatch.series
 const KEY_SAMPLES_SERIES = (1 << 3) | LEN; // SeriesSamples.series
@@ -37,59 +55,6 @@ const KEY_SERIES_METRIC = (1 << 3) | LEN; // Series.metric
 const KEY_SERIES_TAGS = (2 << 3) | LEN; // Series.tags (map entry)
 const KEY_ENTRY_KEY = (1 << 3) | LEN;
 const KEY_ENTRY_VALUE = (2 << 3) | LEN;
-
-const TWO_32 = 2 ** 32;
-
-function varintSize(v: number): number {
-  // v: a length (< 2^31).
-  return v < 0x80 ? 1 : v < 0x4000 ? 2 : v < 0x200000 ? 3 : v < 0x10000000 ? 4 : 5;
-}
-
-/** Bytes of an int64 varint of an integer in [-2^53, 2^53]; negative values take the full 10. */
-function int64Size(v: number): number {
-  if (v < 0) return 10;
-  let n = 1;
-  while (v >= 0x80) {
-    v = Math.floor(v / 0x80);
-    n++;
-  }
-  return n;
-}
-
-function fieldSize(payload: number): number {
-  return 1 + varintSize(payload) + payload;
-}
-
-function writeVarint(buf: Buffer, pos: number, v: number): number {
-  while (v >= 0x80) {
-    buf[pos++] = (v & 0x7f) | 0x80;
-    v >>>= 7;
-  }
-  buf[pos++] = v;
-  return pos;
-}
-
-function writeInt64(buf: Buffer, pos: number, v: number): number {
-  if (v < 0) {
-    // Two's complement over 64 bits, as protobuf writes a negative int64 (always 10 bytes).
-    let lo = v % TWO_32;
-    let hi = Math.floor(v / TWO_32);
-    if (lo < 0) lo += TWO_32;
-    hi = (hi + TWO_32) % TWO_32;
-    for (let i = 0; i < 9; i++) {
-      buf[pos++] = (lo & 0x7f) | 0x80;
-      lo = (lo >>> 7) | ((hi & 0x7f) << 25);
-      hi >>>= 7;
-    }
-    buf[pos++] = lo & 0x01;
-    return pos;
-  }
-  while (v >= TWO_32) {
-    buf[pos++] = (v % 0x80) | 0x80;
-    v = Math.floor(v / 0x80);
-  }
-  return writeVarint(buf, pos, v);
-}
 
 /** Encodes `WriteRequest { batch: { series: [...] } }`. */
 export function encodeWriteRequest(series: readonly WriteSeries[]): Uint8Array {
@@ -155,12 +120,6 @@ export function encodeWriteRequest(series: readonly WriteSeries[]): Uint8Array {
   return out;
 }
 
-function writeString(buf: Buffer, pos: number, key: number, s: string, bytes = Buffer.byteLength(s)): number {
-  buf[pos++] = key;
-  pos = writeVarint(buf, pos, bytes);
-  return pos + buf.write(s, pos, bytes, 'utf8');
-}
-
 // ---------------------------------------------------------------------------------------------------------
 // Decoding
 
@@ -168,16 +127,6 @@ function writeString(buf: Buffer, pos: number, key: number, s: string, bytes = B
 export interface DecodedWrite {
   batch: SampleBatch;
   offsets: number[];
-}
-
-const VARINT = 0;
-const I64 = 1;
-const I32 = 5;
-
-const utf8 = new TextDecoder('utf-8', { fatal: true });
-
-function malformed(message: string): TidemarkError {
-  return invalidArgument('request_malformed', 'batch', `the WriteRequest is not valid protobuf: ${message}`);
 }
 
 /** One SeriesSamples of the request: where its parts lie in the buffer (repeated fields may be split). */
@@ -189,136 +138,6 @@ interface SamplesLayout {
   values: number[];
   tsCount: number;
   valueCount: number;
-}
-
-/** Reads a varint below 2^32 (a length or a key); throws on overflow or EOF. */
-function readLen(b: Uint8Array, pos: number, end: number): [number, number] {
-  let v = 0;
-  for (let shift = 0; shift < 35; shift += 7) {
-    if (pos >= end) throw malformed('premature end of data');
-    const byte = b[pos++]!;
-    v += (byte & 0x7f) * 2 ** shift;
-    if (byte < 0x80) {
-      if (v > 0x7fffffff) throw malformed('length too large');
-      return [v, pos];
-    }
-  }
-  throw malformed('invalid varint');
-}
-
-/** The end of the varint starting at pos. */
-function skipVarint(b: Uint8Array, pos: number, end: number): number {
-  for (let i = 0; i < 10; i++) {
-    if (pos >= end) throw malformed('premature end of data');
-    if (b[pos++]! < 0x80) return pos;
-  }
-  throw malformed('invalid varint');
-}
-
-const START_GROUP = 3;
-const END_GROUP = 4;
-
-/** Skips an unknown field's value (groups too, as protobuf-es does); returns the position after it. */
-function skipField(b: Uint8Array, pos: number, end: number, wireType: number, field = 0, depth = 0): number {
-  switch (wireType) {
-    case START_GROUP:
-      if (depth > 100) throw malformed('groups nested too deeply');
-      for (;;) {
-        const [key, p] = readKey(b, pos, end);
-        if ((key & 7) === END_GROUP) {
-          if (key >>> 3 !== field) throw malformed('invalid end group tag');
-          return p;
-        }
-        pos = skipField(b, p, end, key & 7, key >>> 3, depth + 1);
-      }
-    case VARINT:
-      return skipVarint(b, pos, end);
-    case I64:
-      pos += 8;
-      break;
-    case LEN: {
-      const [len, p] = readLen(b, pos, end);
-      pos = p + len;
-      break;
-    }
-    case I32:
-      pos += 4;
-      break;
-    default:
-      throw malformed(`unsupported wire type ${wireType}`);
-  }
-  if (pos > end) throw malformed('premature end of data');
-  return pos;
-}
-
-/**
- * Skips a field this message does not know. A known field number (1..known) with another wire type than its
- * own is refused: protobuf-es would misread it, so no two readers could agree on what it meant.
- */
-function skipUnknown(b: Uint8Array, pos: number, end: number, key: number, known: number): number {
-  if (key >>> 3 <= known) throw malformed(`field ${key >>> 3} has wire type ${key & 7}`);
-  return skipField(b, pos, end, key & 7, key >>> 3);
-}
-
-/** A field key (field number > 0). */
-function readKey(b: Uint8Array, pos: number, end: number): [number, number] {
-  const r = readLen(b, pos, end);
-  if (r[0] >>> 3 === 0) throw malformed('field number 0');
-  return r;
-}
-
-/** A field's LEN payload: [start, end). */
-function lenField(b: Uint8Array, pos: number, end: number): [number, number] {
-  const [len, p] = readLen(b, pos, end);
-  if (p + len > end) throw malformed('premature end of data');
-  return [p, p + len];
-}
-
-/** An int64 varint at pos as a number (rounded like Number(bigint) beyond 2^53); [value, next]. */
-function readInt64(b: Uint8Array, pos: number, end: number): [number, number] {
-  let lo = 0;
-  let hi = 0;
-  let byte = 0;
-  let i = 0;
-  for (; i < 4; i++) {
-    if (pos >= end) throw malformed('premature end of data');
-    byte = b[pos++]!;
-    lo |= (byte & 0x7f) << (7 * i);
-    if (byte < 0x80) return [lo >>> 0, pos];
-  }
-  // Byte 5 holds bits 28..34: four low bits finish lo, three start hi.
-  if (pos >= end) throw malformed('premature end of data');
-  byte = b[pos++]!;
-  lo |= (byte & 0x0f) << 28;
-  hi = (byte & 0x7f) >> 4;
-  if (byte >= 0x80) {
-    for (i = 0; i < 5; i++) {
-      if (pos >= end) throw malformed('premature end of data');
-      byte = b[pos++]!;
-      hi |= (byte & 0x7f) << (7 * i + 3);
-      if (byte < 0x80) break;
-    }
-    if (byte >= 0x80) throw malformed('invalid varint');
-  }
-  lo >>>= 0;
-  hi >>>= 0;
-  // int64: the top bit is the sign (two's complement).
-  return [hi >= 0x80000000 ? (hi - TWO_32) * TWO_32 + lo : hi * TWO_32 + lo, pos];
-}
-
-function countVarints(b: Uint8Array, start: number, end: number): number {
-  let n = 0;
-  let run = 0;
-  for (let i = start; i < end; i++) {
-    if (b[i]! < 0x80) {
-      n++;
-      run = 0;
-    } else if (++run >= 10) {
-      throw malformed('invalid varint');
-    }
-  }
-  if (run > 0) throw malformed('premature end of data');
-  return n;
 }
 
 /** Pass 1: the layout of every SeriesSamples (wire errors are thrown here, before any validation). */
@@ -388,14 +207,6 @@ function layoutBatch(b: Uint8Array, pos: number, end: number, out: SamplesLayout
   }
 }
 
-function readString(b: Uint8Array, start: number, end: number): string {
-  try {
-    return utf8.decode(b.subarray(start, end));
-  } catch {
-    throw malformed('a string is not valid UTF-8');
-  }
-}
-
 /** The merged Series of all its occurrences: metric (last wins) and tags (map entries, last wins per key). */
 function readSeries(b: Uint8Array, ranges: number[]): { metric: string; tags: Record<string, string> } {
   let metric = '';
@@ -448,6 +259,21 @@ export function decodeWriteRequest(
   /** Called with the sample and series counts before anything is allocated (throws to refuse). */
   checkSize?: (samples: number, series: number) => void,
 ): DecodedWrite {
+  try {
+    return decode(bytes, checkSize);
+  } catch (err) {
+    if (err instanceof WireFormatError) {
+      throw invalidArgument(
+        'request_malformed',
+        'batch',
+        `the WriteRequest is not valid protobuf: ${err.message}`,
+      );
+    }
+    throw err;
+  }
+}
+
+function decode(bytes: Uint8Array, checkSize?: (samples: number, series: number) => void): DecodedWrite {
   const b = bytes;
   const list = layout(b);
   const seriesInfo = list.map((l) => (l.series.length === 0 ? undefined : readSeries(b, l.series)));
