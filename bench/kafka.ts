@@ -232,7 +232,9 @@ async function main(): Promise<void> {
 main().catch((err) => {
   console.error(err);
   for (const e of (err as { errors?: { response?: unknown }[] }).errors ?? []) {
-    console.error(JSON.stringify(e.response, (_, v) => (typeof v === 'bigint' ? String(v) : v)).slice(0, 2000));
+    console.error(
+      JSON.stringify(e.response, (_, v) => (typeof v === 'bigint' ? String(v) : v)).slice(0, 2000),
+    );
   }
   process.exit(1);
 });

@@ -13,7 +13,6 @@ import { TidemarkError } from '../errors/index.js';
 import { type Entry, EntryType, type Message, MessageType, type SnapshotMeta } from '../raft/types.js';
 import {
   fieldSize,
-  I64,
   int64Size,
   LEN,
   lenField,
@@ -311,7 +310,8 @@ function readMessage(b: Uint8Array, ranges: number[]): Message | TidemarkError {
         case 12: {
           checkWire(key, LEN);
           const [a, z] = lenField(b, pos, end);
-          (snapshotRanges ??= []).push(a, z);
+          if (snapshotRanges === undefined) snapshotRanges = [];
+          snapshotRanges.push(a, z);
           pos = z;
           break;
         }
