@@ -1290,6 +1290,20 @@ export class TidemarkNode implements ClusterService {
     req: ExecuteBatchRequest,
     ctx: CallContext,
   ): Promise<MessageInitShape<typeof ExecuteBatchResponseSchema>> {
+    // One entry per distinct shard of this cluster: a longer or repeated list is a broken (or hostile)
+    // caller, refused before any barrier runs.
+    const S = this.config.shards;
+    if (
+      req.shards.length > S ||
+      new Set(req.shards).size !== req.shards.length ||
+      req.shards.some((x) => x >= S)
+    ) {
+      throw invalidArgument(
+        'shards_invalid',
+        'shards',
+        `shards must be distinct shard numbers below ${S}, at most ${S} of them`,
+      );
+    }
     const q = decodeShardQuery(req.query);
     const deadline = ctx.deadline ?? Date.now() + DEFAULT_DEADLINE_MS;
     const results = await Promise.all(

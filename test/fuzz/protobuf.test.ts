@@ -3,7 +3,8 @@
  *  - the client API's WriteRequest (gRPC Write): the server's decoder (src/transport/write-codec.ts) and
  *    protobuf-es fromBinary, then batchFromWriteRequest (with
  *    the request-size limits of a LimitGuard, sometimes small);
- *  - the peer API: RaftRequest frames (messageFromPb for every shard message), SnapshotRequest chunks
+ *  - the peer API: RaftRequest frames (the node's decoder, src/transport/raft-frame.ts, and protobuf-es +
+ *    messageFromPb for every shard message), SnapshotRequest chunks
  *    (chunkFromPb), ForwardRequest (+ the batch codec: decodeBatch), Raft entry payloads (the entry codec:
  *    writes with Kafka positions and deletes) and the query peer messages (ShardQuery / ShardPartial).
  * Inputs: valid messages built from random content and encoded (structure-aware), the same mutated at the
@@ -41,6 +42,7 @@ import {
 } from '../../src/query/index.js';
 import type { SampleBatch } from '../../src/storage/store.js';
 import { chunkFromPb, messageFromPb } from '../../src/transport/raft-codec.js';
+import { decodeRaftRequest } from '../../src/transport/raft-frame.js';
 import { decodeWriteRequest } from '../../src/transport/write-codec.js';
 import { Rng } from '../../src/util/random.js';
 import { BASE_SEED, expectRejection, fuzz, INPUTS, mutateBytes, randomBytes, summary } from './harness.js';
@@ -340,6 +342,14 @@ test(`peer messages and the batch codec: ${INPUTS} generated inputs decode or ar
     ({ kind, bytes }) => {
       switch (kind) {
         case 'raft': {
+          // The node's own frame decoder first: a frame, or a typed refusal, on every input.
+          try {
+            for (const { m } of decodeRaftRequest(bytes).messages) {
+              if (m instanceof Error && !isTidemarkError(m)) throw m;
+            }
+          } catch (err) {
+            checkError(err);
+          }
           const req = decode(RaftRequestSchema, bytes);
           for (const sm of req.frame?.messages ?? []) messageFromPb(sm.message);
           break;

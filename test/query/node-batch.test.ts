@@ -249,4 +249,37 @@ describe('per-node query batches: four nodes, 8 shards, R = 2', () => {
       },
     );
   }, 60_000);
+
+  it('refuses a hostile ExecuteBatch (repeated, out-of-range or too many shards, an undecodable query) with a typed error', async () => {
+    const ctx = {
+      deadline: Date.now() + 5000,
+      signal: new AbortController().signal,
+      metadata: undefined,
+      peer: 'test',
+      sendHeaders: () => {},
+    } as unknown as Parameters<TidemarkNode['serveExecuteBatch']>[1];
+    const query = new Uint8Array(0);
+    const refusal = async (shards: number[], q: Uint8Array = query) => {
+      try {
+        await node(lead).serveExecuteBatch({ shards, query: q, stale: false } as never, ctx);
+      } catch (err) {
+        expect(isTidemarkError(err), String(err)).toBe(true);
+        return err as TidemarkError;
+      }
+      throw new Error(`ExecuteBatch ${JSON.stringify(shards)} was not refused`);
+    };
+    for (const shards of [
+      [pair[0], pair[0]],
+      [SHARDS],
+      [2 ** 32 - 1],
+      Array.from({ length: SHARDS + 1 }, (_, i) => i),
+    ]) {
+      expect(await refusal(shards)).toMatchObject({ code: 'INVALID_ARGUMENT', reason: 'shards_invalid' });
+    }
+    const garbage = await refusal([pair[0]], Uint8Array.of(0xff, 0xff, 0xff));
+    expect(['DATA_CORRUPTION', 'INVALID_ARGUMENT']).toContain(garbage.code);
+    // The node keeps serving queries.
+    const out = await node(coord).query(specFor(new Rng(SEED + 2)));
+    expect(out.missingShards).toEqual([]);
+  }, 60_000);
 });
