@@ -479,7 +479,10 @@ export class ShardReplica {
  * with no peer (R=1) still recovers everything acknowledged.
  */
 function storeOptionsUnderRaft(o: Partial<LmdbStoreOptions> | undefined): Partial<LmdbStoreOptions> {
-  return (o?.syncIntervalMs ?? 0) === 0 ? { pipelinedSync: true, ...o, syncIntervalMs: 0 } : { ...o };
+  // The log is the store's write-ahead log (externalLog): no second copy of every sample.
+  return (o?.syncIntervalMs ?? 0) === 0
+    ? { pipelinedSync: true, externalLog: true, ...o, syncIntervalMs: 0 }
+    : { externalLog: true, ...o };
 }
 
 /** Rewrites a NOT_LEADER hint from a Raft member id to the node clients and forwarders address. */

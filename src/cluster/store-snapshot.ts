@@ -321,6 +321,12 @@ export class ShardStateMachine implements StateMachine, SnapshotSource {
     return Math.min(this.current.appliedIndex(), this.ceiling);
   }
 
+  /** The store's applies are durable at its checkpoints (externalLog): the driver asks for one to compact. */
+  async persist(): Promise<void> {
+    if (this.installing) return;
+    await this.current.checkpoint();
+  }
+
   /** Descriptor only: the store is durable up to its applied index, the log is compacted up to there. */
   async snapshot(): Promise<Uint8Array> {
     const index = this.current.appliedIndex();
@@ -422,6 +428,8 @@ export class ShardStateMachine implements StateMachine, SnapshotSource {
   async open(request: ImageRequest): Promise<ImageStream> {
     if (request.shard !== this.opts.shard)
       throw new TidemarkError('NOT_FOUND', 'shard_not_here', `shard ${request.shard} is not on this node`);
+    // The store's durable index lags its applies until a checkpoint (externalLog): one may be all it takes.
+    if (this.store.appliedIndex() < request.minIndex) await this.store.checkpoint();
     const max = this.opts.maxConcurrentImages ?? 2;
     if (this.imagesOpen >= max) {
       throw new TidemarkError(

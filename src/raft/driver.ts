@@ -272,6 +272,10 @@ export class RaftDriver {
   private lazySave: Promise<void> = Promise.resolve();
   /** pipelineApply: the applies of the last Ready, while they run (never rejects: a failure stops the driver). */
   private applying: Promise<void> | undefined;
+  /** A StateMachine.persist() requested by maybeCompact is running. */
+  private persisting = false;
+  /** A persist() finished: the loop checks compaction even without a Ready. */
+  private compactDue = false;
   private tickHandle: unknown;
   private fatal: unknown;
   private timing: ((kind: 'commit' | 'apply', ms: number) => void) | undefined;
@@ -613,7 +617,14 @@ export class RaftDriver {
     try {
       while (!this.stopped) {
         this.feed(core);
-        if (!core.hasReady()) break;
+        if (!core.hasReady()) {
+          // A checkpoint the state machine finished while idle: compact now, not at the next Ready.
+          if (this.compactDue) {
+            this.compactDue = false;
+            await this.maybeCompact();
+          }
+          break;
+        }
         const rd = core.ready();
         await this.handleReady(core, rd);
         if (this.stopped) return;
@@ -637,7 +648,8 @@ export class RaftDriver {
       this.proposalQueue.length > 0 ||
       this.confQueue.length > 0 ||
       this.readQueue.length > 0 ||
-      this.adminQueue.length > 0
+      this.adminQueue.length > 0 ||
+      this.compactDue
     );
   }
 
@@ -977,7 +989,24 @@ export class RaftDriver {
     if (threshold <= 0) return;
     // The image is taken at the state machine's applied index (which may trail ours: no-ops and conf
     // changes do not reach it), so that is the compaction point.
-    if (Math.min(this.sm.appliedIndex(), this.applied) - this.storage.firstIndex() < threshold) return;
+    if (Math.min(this.sm.appliedIndex(), this.applied) - this.storage.firstIndex() < threshold) {
+      // Durability that lags the applies (a store that checkpoints) would hold the log back: ask for a
+      // checkpoint, once at a time; a later cycle (the next heartbeat at the latest) compacts.
+      if (this.sm.persist && !this.persisting && this.applied - this.storage.firstIndex() >= threshold) {
+        this.persisting = true;
+        void this.sm
+          .persist()
+          .catch(() => {
+            // A failed checkpoint poisons the state machine: the next apply fails the driver.
+          })
+          .finally(() => {
+            this.persisting = false;
+            this.compactDue = true;
+            this.schedule();
+          });
+      }
+      return;
+    }
     // The image is taken with no apply running.
     if (this.applying !== undefined) await this.applying;
     if (this.stopped) return;

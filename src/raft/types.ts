@@ -166,6 +166,12 @@ export interface StateMachine {
   apply(entry: Entry): Promise<unknown>;
   /** Index of the last entry whose effects are durable in the state machine. */
   appliedIndex(): number;
+  /**
+   * Optional, for a state machine whose applies become durable only at its checkpoints (a shard store whose
+   * write-ahead log is the Raft log): makes everything applied so far durable, raising appliedIndex(). The
+   * driver asks when the log has grown past the compaction threshold beyond appliedIndex().
+   */
+  persist?(): Promise<void>;
   /** A consistent image of the state machine at appliedIndex(). */
   snapshot(): Promise<Uint8Array>;
   /** Replaces the state machine with the image (taken at `meta.index`). */

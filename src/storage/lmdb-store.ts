@@ -112,6 +112,16 @@ export interface LmdbStoreOptions extends StoreOptions {
    * docs/format/store.md "Pipelined sync".
    */
   pipelinedSync: boolean;
+  /**
+   * For a store under Raft, whose log already holds every entry durably: the store writes no write-ahead
+   * records of its own (the log is its write-ahead log, as etcd's backend relies on its Raft WAL).
+   * appliedIndex() then reports the last *checkpoint* that is durable; after a crash the store opens at that
+   * checkpoint and the caller re-applies the entries after appliedIndex() from its log (the Raft driver
+   * does, and never compacts the log past it). Deletes and retention runs checkpoint at once (their outcome
+   * depends on more than the head state), and user meta (Kafka offsets) is persisted with checkpoints, so a
+   * reopened store is exactly the state as of its checkpoint. docs/format/store.md "External log".
+   */
+  externalLog: boolean;
 }
 
 /** Marker present while deferred-sync commits may be unsynced; holds the kernel boot id. */
@@ -188,6 +198,8 @@ export class LmdbShardStore implements ShardStore {
   /** Pipelined sync: the applied index of the last commit (the newer meta page once synced). */
   private lastCommit = 0;
   private group: WriteGroup | null = null;
+  /** externalLog: user meta set since the last checkpoint (persisted by the next checkpoint). */
+  private readonly pendingMeta = new Map<string, Buffer>();
   /** Unindexed operations (retention) applied after `applied`; part of the wal key. */
   private walSeq = 0;
   private ckptIndex = 0;
@@ -223,6 +235,7 @@ export class LmdbShardStore implements ShardStore {
     private readonly headDb: Database<Buffer, Buffer>,
     private readonly syncIntervalMs: number,
     private readonly pipelined: boolean,
+    private readonly externalLog: boolean,
   ) {
     this.chunks = new ChunkTable(chunksDb, opts.sealSamples);
     this.index = new PostingsIndex(seriesDb, postingsDb);
@@ -260,8 +273,11 @@ export class LmdbShardStore implements ShardStore {
 
   /** Opens (creating if needed) the store in `dir` and recovers it. */
   static async open(dir: string, options?: Partial<LmdbStoreOptions>): Promise<LmdbShardStore> {
-    const { syncIntervalMs = 0, pipelinedSync = false, ...storeOptions } = options ?? {};
+    const { syncIntervalMs = 0, pipelinedSync = false, externalLog = false, ...storeOptions } = options ?? {};
     const opts = resolveStoreOptions(storeOptions);
+    if (typeof externalLog !== 'boolean') {
+      throw invalidArgument('option_invalid', 'options.externalLog', 'options.externalLog must be a boolean');
+    }
     if (!Number.isInteger(syncIntervalMs) || syncIntervalMs < 0 || syncIntervalMs > 3_600_000) {
       throw invalidArgument(
         'option_invalid',
@@ -320,6 +336,7 @@ export class LmdbShardStore implements ShardStore {
       db('head'),
       syncIntervalMs,
       pipelined,
+      externalLog,
     );
     try {
       await store.recover();
@@ -388,13 +405,16 @@ export class LmdbShardStore implements ShardStore {
       this.checkpointSync();
       await this.synced();
     }
+    // External log: chunks and series may hold effects of entries after the checkpoint; the caller
+    // re-applies those entries (idempotent per sample, docs/format/store.md "External log").
+    if (this.externalLog) this.applied = this.ckptIndex;
     // Deferred mode: what recovery found came through the page cache, not necessarily the disk; it is
     // counted durable after the first sync (the log keeps those entries until then).
-    this.committedIndex = this.applied;
+    this.committedIndex = this.mark();
     if (this.pipelined) {
-      this.lastCommit = this.applied;
+      this.lastCommit = this.mark();
       await this.settle();
-    } else if (this.syncIntervalMs === 0) this.durableIndex = this.applied;
+    } else if (this.syncIntervalMs === 0) this.durableIndex = this.mark();
     else await this.syncNow();
   }
 
@@ -516,7 +536,7 @@ export class LmdbShardStore implements ShardStore {
     // between "closed" and "committed".
     void pending.then(() => {
       if (this.group === g) this.group = null;
-      g.lastIndex = this.applied;
+      g.lastIndex = this.mark();
     });
     const committed = this.env.transactionSync(() => pending) as unknown as Promise<unknown>;
     g.done = Promise.resolve(committed).then(async () => {
@@ -585,7 +605,18 @@ export class LmdbShardStore implements ShardStore {
     else if (this.syncIntervalMs > 0) await this.syncNow();
   }
 
-  /** The last entry whose effects are durable (entries still in an open write group are not counted). */
+  /**
+   * What a commit makes recoverable without the caller's log: the applied index, or with an external log the
+   * checkpoint index (entries after it are re-applied from the log after a crash).
+   */
+  private mark(): number {
+    return this.externalLog ? this.ckptIndex : this.applied;
+  }
+
+  /**
+   * The last entry whose effects are durable (entries still in an open write group are not counted); with
+   * an external log, the last durable checkpoint.
+   */
   appliedIndex(): number {
     this.check();
     return this.durableIndex;
@@ -605,7 +636,9 @@ export class LmdbShardStore implements ShardStore {
     if (index <= this.applied) return { accepted: 0, rejected: [], duplicate: true };
     const result = this.applyBatchSync(index, batch, meta);
     this.maybeCheckpoint();
-    await this.durable();
+    // External log: the entry is durable in the log already, and reads see the open write group; waiting
+    // for its commit (and, pipelined, for the previous fsync) would only delay the acknowledgement.
+    if (!this.externalLog) await this.durable();
     return result;
   }
 
@@ -714,14 +747,19 @@ export class LmdbShardStore implements ShardStore {
       }
       for (let i = limit; i < n; i++) reject(i, 'invalid_sample');
       this.flushMerges();
-      const entries: WalSeriesEntry[] = walSeries.map((st) =>
-        st.isNew
-          ? { flag: SERIES_NEW, id: st.id, key: st.key }
-          : { flag: SERIES_EXISTING, id: st.id, key: null },
-      );
-      const rec = this.wal.batch(entries, k, accTs, accVals, accRefs, minT, maxT);
-      this.walDb.putSync(walKey(index, 0), rec);
-      this.walBytesSince += rec.length;
+      if (this.externalLog) {
+        // What the record would have held: the checkpoint interval bounds the log replay after a crash.
+        this.walBytesSince += 24 + 16 * k + 8 * walSeries.length;
+      } else {
+        const entries: WalSeriesEntry[] = walSeries.map((st) =>
+          st.isNew
+            ? { flag: SERIES_NEW, id: st.id, key: st.key }
+            : { flag: SERIES_EXISTING, id: st.id, key: null },
+        );
+        const rec = this.wal.batch(entries, k, accTs, accVals, accRefs, minT, maxT);
+        this.walDb.putSync(walKey(index, 0), rec);
+        this.walBytesSince += rec.length;
+      }
       this.walRecordsSince++;
       this.setApplied(index, meta);
     });
@@ -729,9 +767,16 @@ export class LmdbShardStore implements ShardStore {
   }
 
   private setApplied(index: number, meta?: Record<string, Uint8Array>): void {
-    this.metaDb.putSync(META_APPLIED, u64(index));
-    if (meta !== undefined)
-      for (const [key, v] of Object.entries(meta)) this.metaDb.putSync(userMetaKey(key), Buffer.from(v));
+    if (this.externalLog) {
+      // Persisted with the next checkpoint, so that a reopened store's meta matches its checkpoint (a Kafka
+      // offset from after it would make the re-applied entries look like replays).
+      if (meta !== undefined)
+        for (const [key, v] of Object.entries(meta)) this.pendingMeta.set(key, Buffer.from(v));
+    } else {
+      this.metaDb.putSync(META_APPLIED, u64(index));
+      if (meta !== undefined)
+        for (const [key, v] of Object.entries(meta)) this.metaDb.putSync(userMetaKey(key), Buffer.from(v));
+    }
     this.applied = index;
     this.walSeq = 0;
   }
@@ -857,19 +902,24 @@ export class LmdbShardStore implements ShardStore {
             this.removeSeries(st);
           }
         }
-        const rec = this.wal.delete(
-          sel.minT,
-          sel.maxT,
-          targets.map((st) => st.id),
-          removed,
-        );
-        this.walDb.putSync(walKey(index, 0), rec);
-        this.walBytesSince += rec.length;
-        this.walRecordsSince++;
+        if (!this.externalLog) {
+          const rec = this.wal.delete(
+            sel.minT,
+            sel.maxT,
+            targets.map((st) => st.id),
+            removed,
+          );
+          this.walDb.putSync(walKey(index, 0), rec);
+          this.walBytesSince += rec.length;
+          this.walRecordsSince++;
+        }
       }
       this.setApplied(index, meta);
     });
-    this.maybeCheckpoint();
+    // External log: which series a delete removes depends on chunks that a crash does not roll back, so a
+    // re-applied delete could decide differently: checkpoint now (same write group), deletes are rare.
+    if (this.externalLog) this.checkpointSync();
+    else this.maybeCheckpoint();
     await this.durable();
     return result;
   }
@@ -911,12 +961,16 @@ export class LmdbShardStore implements ShardStore {
       }
       result.seriesRemoved = removed.length;
       result.cutoff = cutoff;
-      const rec = this.wal.retention(cutoff, removed);
-      this.walDb.putSync(walKey(this.applied, ++this.walSeq), rec);
-      this.walBytesSince += rec.length;
-      this.walRecordsSince++;
+      if (!this.externalLog) {
+        const rec = this.wal.retention(cutoff, removed);
+        this.walDb.putSync(walKey(this.applied, ++this.walSeq), rec);
+        this.walBytesSince += rec.length;
+        this.walRecordsSince++;
+      }
     });
-    this.maybeCheckpoint();
+    // External log: retention is no log entry, so it is made durable by a checkpoint (same write group).
+    if (this.externalLog) this.checkpointSync();
+    else this.maybeCheckpoint();
     await this.durable();
     return result;
   }
@@ -959,6 +1013,10 @@ export class LmdbShardStore implements ShardStore {
       c.writeUInt32BE(this.walSeq, 8);
       c.writeDoubleBE(this.cutoff, 12);
       this.metaDb.putSync(META_CHECKPOINT, c);
+      if (this.externalLog) {
+        this.metaDb.putSync(META_APPLIED, u64(this.applied));
+        for (const [key, v] of this.pendingMeta) this.metaDb.putSync(userMetaKey(key), v);
+      }
       for (const key of [
         ...(this.walDb.getKeys({ end: walKey(this.applied, this.walSeq + 1) }) as Iterable<Buffer>),
       ]) {
@@ -966,6 +1024,7 @@ export class LmdbShardStore implements ShardStore {
       }
     });
     this.removed.clear();
+    this.pendingMeta.clear();
     this.dirty.length = 0;
     this.ckptIndex = this.applied;
     this.ckptSeq = this.walSeq;
@@ -986,7 +1045,7 @@ export class LmdbShardStore implements ShardStore {
    */
   private async settle(): Promise<void> {
     await this.synced();
-    const at = this.applied;
+    const at = this.mark();
     this.txn(() => this.metaDb.putSync(META_FORMAT, u32(STORE_FORMAT_VERSION)));
     await this.synced();
     if (at > this.durableIndex) this.durableIndex = at;
@@ -1000,6 +1059,9 @@ export class LmdbShardStore implements ShardStore {
    */
   async backup(dir: string): Promise<void> {
     this.check();
+    // External log: a checkpoint first, so the image opens at every apply made before the call (not at an
+    // older checkpoint whose later entries only this replica's log holds).
+    if (this.externalLog) this.checkpointSync();
     // The copy holds committed transactions only: commit what was applied so far first (with pipelined sync
     // the open group waits for the previous fsync), so the image covers every apply made before the call.
     await this.durable();
@@ -1033,7 +1095,7 @@ export class LmdbShardStore implements ShardStore {
 
   getMeta(key: string): Uint8Array | undefined {
     this.check();
-    const v = this.metaDb.get(userMetaKey(key));
+    const v = this.pendingMeta.get(key) ?? this.metaDb.get(userMetaKey(key));
     return v === undefined ? undefined : new Uint8Array(v);
   }
 

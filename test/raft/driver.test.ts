@@ -3,7 +3,7 @@ import { isTidemarkError, type TidemarkError } from '../../src/errors/errors.js'
 import { type DriverTimers, RaftDriver } from '../../src/raft/driver.js';
 import { MemoryLogStorage } from '../../src/raft/storage-memory.js';
 import { MemoryNetwork } from '../../src/raft/transport-memory.js';
-import { ConfChangeType } from '../../src/raft/types.js';
+import { ConfChangeType, StateRole } from '../../src/raft/types.js';
 import { enc, RecordingStateMachine, TestCluster, waitFor } from './fixtures/driver-cluster.js';
 
 let cluster: TestCluster | undefined;
@@ -183,6 +183,49 @@ describe('RaftDriver', () => {
     for (const m of cluster.running()) {
       await waitFor(() => m.sm.log.length === 31, 10_000, `${m.id} to re-apply`);
       expect(m.sm.log).toEqual([...want, 'after-restart']);
+    }
+  });
+
+  it('asks a state machine whose durability lags (persist) for a checkpoint, then compacts only up to it', async () => {
+    // Like a shard store whose write-ahead log is the Raft log: appliedIndex() is its last checkpoint.
+    class CheckpointingStateMachine extends RecordingStateMachine {
+      durable = 0;
+      persists = 0;
+      override appliedIndex(): number {
+        return this.durable;
+      }
+      async persist(): Promise<void> {
+        this.persists++;
+        await new Promise((r) => setTimeout(r, 5));
+        this.durable = this.applied;
+      }
+    }
+    const sm = new CheckpointingStateMachine();
+    const storage = new MemoryLogStorage({ conf: { voters: ['solo'], learners: [] } });
+    const solo = new RaftDriver({
+      id: 'solo',
+      storage,
+      transport: new MemoryNetwork().transport('solo'),
+      stateMachine: sm,
+      tickMs: 5,
+      electionTick: 3,
+      heartbeatTick: 1,
+      compactThreshold: 10,
+    });
+    await solo.start();
+    try {
+      await waitFor(() => solo.status().role === StateRole.Leader, 5000, 'solo to lead');
+      for (let i = 0; i < 9; i++) await solo.propose(enc.encode(`a${i}`));
+      // Below the threshold: no checkpoint asked, nothing compacted.
+      expect(sm.persists).toBe(0);
+      expect(storage.firstIndex()).toBe(1);
+      for (let i = 0; i < 20; i++) await solo.propose(enc.encode(`b${i}`));
+      await waitFor(() => solo.status().stats.compactions > 0, 5000, 'a compaction');
+      expect(sm.persists).toBeGreaterThan(0);
+      // Never past what the state machine made durable: a restart re-applies from there.
+      expect(storage.firstIndex() - 1).toBeLessThanOrEqual(sm.durable);
+    } finally {
+      await solo.stop();
     }
   });
 
