@@ -11,6 +11,11 @@ export class Head {
   ts: Float64Array = EMPTY;
   vals: Float64Array = EMPTY;
   count = 0;
+  /**
+   * How many leading samples the stored head checkpoint record holds exactly: a checkpoint encodes only the
+   * samples after them (appends are the common case). Any change inside that prefix resets it to 0.
+   */
+  persisted = 0;
 
   private grow(min: number): void {
     let cap = Math.max(8, this.ts.length * 2);
@@ -39,6 +44,7 @@ export class Head {
       return;
     }
     const i = lowerBound(this.ts, 0, n, t);
+    if (i < this.persisted) this.persisted = 0;
     if (this.ts[i] === t) {
       this.vals[i] = v;
       return;
@@ -57,6 +63,7 @@ export class Head {
     const a = lowerBound(this.ts, 0, n, lo);
     const b = upperBound(this.ts, a, n, hi);
     if (b === a) return 0;
+    if (a < this.persisted) this.persisted = 0;
     this.ts.copyWithin(a, b, n);
     this.vals.copyWithin(a, b, n);
     this.count = n - (b - a);
@@ -70,10 +77,12 @@ export class Head {
     this.ts.set(ts.subarray(0, count));
     this.vals.set(vals.subarray(0, count));
     this.count = count;
+    this.persisted = 0;
   }
 
   clear(): void {
     this.count = 0;
+    this.persisted = 0;
   }
 
   /** Releases the buffers (after a seal, memory is handed back until the series writes again). */
@@ -81,6 +90,7 @@ export class Head {
     this.ts = EMPTY;
     this.vals = EMPTY;
     this.count = 0;
+    this.persisted = 0;
   }
 }
 

@@ -86,10 +86,13 @@ import {
 /** Version of the on-disk layout (docs/format/store.md). Bump on any incompatible change. */
 export const STORE_FORMAT_VERSION = 1;
 
-/** Head checkpoint record version (the `head` sub-database values). */
-const HEAD_RECORD_VERSION = 1;
-
-const EMPTY = Buffer.alloc(0);
+/**
+ * Head checkpoint record version (the `head` sub-database values): 2 holds the head as segments, so that a
+ * checkpoint encodes only the samples appended since the last one; version 1 records (one chunk) still load.
+ */
+const HEAD_RECORD_VERSION = 2;
+/** A record with this many segments is re-encoded whole at the next checkpoint (bounds decode and size). */
+const MAX_HEAD_SEGMENTS = 16;
 
 export interface LmdbStoreOptions extends StoreOptions {
   /**
@@ -169,6 +172,39 @@ function u64(n: number): Buffer {
   const b = Buffer.allocUnsafe(8);
   writeU64(b, 0, n);
   return b;
+}
+
+/** The canonical key length of a head record (version 1 or 2), after checking the fixed part. */
+function headKeyLength(value: Buffer): number {
+  if (value.length < 22 || (value[0] !== 1 && value[0] !== HEAD_RECORD_VERSION)) {
+    throw dataCorruption('head_record_invalid', 'head checkpoint record is malformed');
+  }
+  const keyLen = value.readUInt32BE(17);
+  if (21 + keyLen + 1 > value.length) throw dataCorruption('head_record_invalid', 'head record truncated');
+  return keyLen;
+}
+
+/** The encoded chunks of a head record: version 1 has one (or none), version 2 a counted list. */
+function headSegments(value: Buffer, keyLen: number): Uint8Array[] {
+  let at = 21 + keyLen;
+  if (value[0] === 1) {
+    if (at + 4 > value.length) throw dataCorruption('head_record_invalid', 'head record truncated');
+    const len = value.readUInt32BE(at);
+    if (at + 4 + len !== value.length) throw dataCorruption('head_record_invalid', 'head record length');
+    return len === 0 ? [] : [value.subarray(at + 4)];
+  }
+  const n = value[at++]!;
+  const out: Uint8Array[] = [];
+  for (let i = 0; i < n; i++) {
+    if (at + 4 > value.length) throw dataCorruption('head_record_invalid', 'head record truncated');
+    const len = value.readUInt32BE(at);
+    if (len === 0 || at + 4 + len > value.length)
+      throw dataCorruption('head_record_invalid', 'head record segment length');
+    out.push(value.subarray(at + 4, at + 4 + len));
+    at += 4 + len;
+  }
+  if (at !== value.length) throw dataCorruption('head_record_invalid', 'head record length');
+  return out;
 }
 
 export class LmdbShardStore implements ShardStore {
@@ -419,40 +455,72 @@ export class LmdbShardStore implements ShardStore {
   }
 
   private loadHeadRecord(key: Buffer, value: Buffer): void {
-    if (key.length !== SERIES_ID_BYTES || value.length < 29 || value[0] !== HEAD_RECORD_VERSION) {
-      throw dataCorruption('head_record_invalid', 'head checkpoint record is malformed');
-    }
-    const maxT = value.readDoubleBE(1);
-    const sealedMaxT = value.readDoubleBE(9);
-    const keyLen = value.readUInt32BE(17);
-    if (21 + keyLen + 4 > value.length) throw dataCorruption('head_record_invalid', 'head record truncated');
+    if (key.length !== SERIES_ID_BYTES) throw dataCorruption('head_record_invalid', 'head record key length');
+    const keyLen = headKeyLength(value);
     const ckey = new Uint8Array(value.subarray(21, 21 + keyLen));
-    const chunkLen = value.readUInt32BE(21 + keyLen);
-    if (25 + keyLen + chunkLen !== value.length)
-      throw dataCorruption('head_record_invalid', 'head record length');
+    const segments = headSegments(value, keyLen);
     const id = new Uint8Array(key);
     const st = new SeriesState(id, seriesIdHex(id), ckey, parseCanonicalKey(ckey));
-    st.maxT = maxT;
-    st.sealedMaxT = sealedMaxT;
+    st.maxT = value.readDoubleBE(1);
+    st.sealedMaxT = value.readDoubleBE(9);
     st.alive = true;
-    if (chunkLen > 0) {
-      const d = decodeChunk(value.subarray(25 + keyLen));
+    if (segments.length === 1) {
+      const d = decodeChunk(segments[0]!);
       st.head.load(d.ts, d.vals, d.count);
+    } else if (segments.length > 1) {
+      // Segments are consecutive runs of the sorted head: concatenated, they are the head.
+      const parts = segments.map((c) => decodeChunk(c));
+      let n = 0;
+      for (const d of parts) n += d.count;
+      const ts = new Float64Array(n);
+      const vals = new Float64Array(n);
+      let at = 0;
+      for (const d of parts) {
+        ts.set(d.ts.subarray(0, d.count), at);
+        vals.set(d.vals.subarray(0, d.count), at);
+        at += d.count;
+      }
+      for (let i = 1; i < n; i++) {
+        if (!(ts[i]! > ts[i - 1]!)) throw dataCorruption('head_record_invalid', 'head segments out of order');
+      }
+      st.head.load(ts, vals, n);
     }
+    st.head.persisted = st.head.count;
     this.byHex.set(st.hex, st);
   }
 
-  private headRecord(st: SeriesState): Buffer {
+  /**
+   * The series' head record. When the stored record (`old`) holds the head's first `persisted` samples exactly,
+   * only the samples after them are encoded, as one more segment; otherwise the head is encoded whole.
+   */
+  private headRecord(st: SeriesState, old: Buffer | undefined): Buffer {
     const h = st.head;
-    const chunk = h.count > 0 ? encodeChunk(h.ts, h.vals, h.count) : EMPTY;
-    const b = Buffer.allocUnsafe(25 + st.key.length + chunk.length);
+    let segments: Uint8Array[] = [];
+    const p = h.persisted;
+    if (p > 0 && p <= h.count && old !== undefined) {
+      const prev = headSegments(old, headKeyLength(old));
+      if (prev.length < MAX_HEAD_SEGMENTS) {
+        segments = prev;
+        if (h.count > p) segments.push(encodeChunk(h.ts.subarray(p), h.vals.subarray(p), h.count - p));
+      }
+    }
+    if (segments.length === 0 && h.count > 0) segments = [encodeChunk(h.ts, h.vals, h.count)];
+    h.persisted = h.count;
+    let size = 22 + st.key.length;
+    for (const c of segments) size += 4 + c.length;
+    const b = Buffer.allocUnsafe(size);
     b[0] = HEAD_RECORD_VERSION;
     b.writeDoubleBE(st.maxT, 1);
     b.writeDoubleBE(st.sealedMaxT, 9);
     b.writeUInt32BE(st.key.length, 17);
     b.set(st.key, 21);
-    b.writeUInt32BE(chunk.length, 21 + st.key.length);
-    b.set(chunk, 25 + st.key.length);
+    let at = 21 + st.key.length;
+    b[at++] = segments.length;
+    for (const c of segments) {
+      b.writeUInt32BE(c.length, at);
+      b.set(c, at + 4);
+      at += 4 + c.length;
+    }
     return b;
   }
 
@@ -1006,7 +1074,11 @@ export class LmdbShardStore implements ShardStore {
       for (const id of this.removed.values()) this.headDb.removeSync(idKey(id));
       for (const st of this.dirty) {
         st.dirty = false;
-        if (st.alive) this.headDb.putSync(idKey(st.id), this.headRecord(st));
+        if (!st.alive) continue;
+        const key = idKey(st.id);
+        // The stored record is read back (through the open write transaction) only to append to it.
+        const old = st.head.persisted > 0 ? this.headDb.get(key) : undefined;
+        this.headDb.putSync(key, this.headRecord(st, old));
       }
       const c = Buffer.allocUnsafe(20);
       writeU64(c, 0, this.applied);

@@ -236,6 +236,70 @@ describe('LmdbShardStore deferred sync', () => {
 });
 
 describe('LmdbShardStore specifics', () => {
+  it('a checkpoint encodes only the head samples appended since the last one (head record segments)', async () => {
+    const { dir, cleanup } = tempDir();
+    cleanups.push(cleanup);
+    const cpu = series('cpu', { host: 'a' });
+    const records = async (): Promise<Buffer[]> => {
+      const env = open({ path: dir, compression: false });
+      const head = env.openDB({ name: 'head', keyEncoding: 'binary', encoding: 'binary' });
+      const out = [...head.getRange({})].map((e) => Buffer.from(e.value as Buffer));
+      await env.close();
+      return out;
+    };
+    /** Version byte and segment count of the only head record. */
+    const shape = async () => {
+      const [r] = await records();
+      return { version: r![0], segments: r![21 + r!.readUInt32BE(17)] };
+    };
+    const samples = (ts: number[], v = 1) => batch(ts.map((t) => [cpu, t, t * v] as const));
+    const range = (a: number, b: number) => Array.from({ length: b - a + 1 }, (_, i) => a + i);
+    let s = await LmdbShardStore.open(dir);
+    await s.append(samples(range(1, 10)));
+    await s.close(); // a clean close checkpoints
+    expect(await shape()).toEqual({ version: 2, segments: 1 });
+    s = await LmdbShardStore.open(dir);
+    await s.append(samples(range(11, 15)));
+    await s.checkpoint();
+    await s.append(samples(range(16, 20)));
+    await s.close();
+    // Two checkpoints after the reopen, each appending what came since.
+    expect(await shape()).toEqual({ version: 2, segments: 3 });
+    s = await LmdbShardStore.open(dir);
+    expect(dump(s, { metric: 'cpu' })[0]!.ts).toEqual(range(1, 20));
+    // A change inside what the record holds (a value replaced at t = 3) re-encodes the head whole.
+    await s.append(batch([[cpu, 3, -3]]));
+    await s.close();
+    expect(await shape()).toEqual({ version: 2, segments: 1 });
+    s = await LmdbShardStore.open(dir);
+    const d = dump(s, { metric: 'cpu' })[0]!;
+    expect(d.ts).toEqual(range(1, 20));
+    expect(d.vals[2]).toBe(-3);
+    await s.close();
+    // A version 1 record (one chunk, u32-length-prefixed) from an older build still loads.
+    const [v2] = await records();
+    const keyLen = v2!.readUInt32BE(17);
+    const chunkLen = v2!.readUInt32BE(22 + keyLen);
+    const v1 = Buffer.concat([
+      v2!.subarray(0, 21 + keyLen),
+      v2!.subarray(22 + keyLen, 26 + keyLen + chunkLen),
+    ]);
+    v1[0] = 1;
+    const env = open({ path: dir, compression: false });
+    const head = env.openDB({ name: 'head', keyEncoding: 'binary', encoding: 'binary' });
+    const [k] = [...head.getKeys({})];
+    await head.put(k as Buffer, v1);
+    await env.close();
+    s = await LmdbShardStore.open(dir);
+    expect(dump(s, { metric: 'cpu' })[0]!.vals).toEqual(d.vals);
+    await s.append(samples([21]));
+    await s.close();
+    expect(await shape()).toEqual({ version: 2, segments: 2 });
+    s = await LmdbShardStore.open(dir);
+    expect(dump(s, { metric: 'cpu' })[0]!.ts).toEqual(range(1, 21));
+    await s.close();
+  });
+
   it('refuses an unknown format version with a clear error', async () => {
     const { dir, cleanup } = tempDir();
     cleanups.push(cleanup);
