@@ -425,6 +425,15 @@ export class ShardReplica {
     this.opts.snapshotRegistry?.unregister(this.nodeId, this.shard, this.stateMachine);
     await this.driver.stop();
     try {
+      // A clean stop leaves the data once on disk: checkpoint the store, drop the log up to it.
+      if (!this.stateMachine.isInstalling()) {
+        await this.driver.compactAfterStop();
+        await this.log.collectAllGarbage();
+      }
+    } catch {
+      // Best effort: the log then keeps those entries, as after a crash; nothing is lost.
+    }
+    try {
       await this.stateMachine.close();
     } catch (err) {
       if (!isTidemarkError(err, 'CLOSED')) throw err;

@@ -504,6 +504,23 @@ export class RaftDriver {
     await this.transport.close();
   }
 
+  /**
+   * After stop(), on a clean shutdown: makes the state machine durable (persist) and compacts the log up to
+   * it, so a stopped node keeps its data once (in the state machine) rather than twice. Followers that lag
+   * this node then catch up from their leader's log or by snapshot, as after any compaction.
+   */
+  async compactAfterStop(): Promise<void> {
+    if (!this.stopped)
+      throw new TidemarkError('FAILED_PRECONDITION', 'driver_running', 'stop() the driver first');
+    if (this.fatal !== undefined || this.opts.compactThreshold <= 0) return; // 0: never compact
+    if (this.sm.persist) await this.sm.persist();
+    const at = Math.min(this.sm.appliedIndex(), this.applied);
+    if (at < this.storage.firstIndex()) return;
+    const data = await this.sm.snapshot();
+    await this.storage.compact(at, this.confAt(at), data);
+    this.stats.compactions++;
+  }
+
   // --- internals ---
 
   private admissionError(): TidemarkError | undefined {

@@ -185,16 +185,21 @@ describe('lifecycle', () => {
   test('a client that disconnects mid-body: nothing written, the slot is freed, the server keeps serving', async () => {
     srv = await startServer({ limits: { maxConcurrentWrites: 1 } });
     const u = new URL(`${srv.url}/write`);
+    const s = srv;
     await new Promise<void>((resolve) => {
       const req = request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST' });
       req.on('error', () => resolve());
       req.write('m v=1 1\nm v=2 ');
-      setTimeout(() => {
+      // Disconnect once the server is reading the body (a fixed delay raced a loaded machine: a request
+      // dropped before the server saw it is never counted as aborted).
+      const poll = async () => {
+        while ((await s.api.metrics.inflight.get()).values[0]?.value !== 1)
+          await new Promise((r) => setTimeout(r, 5));
         req.destroy();
         resolve();
-      }, 50);
+      };
+      void poll();
     });
-    const s = srv;
     const aborted = async () =>
       parseMetrics(await (await fetch(`${s.url}/metrics`)).text()).get(
         'tidemark_http_requests_total{endpoint=/write,method=POST,status=aborted}',

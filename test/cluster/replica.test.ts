@@ -265,6 +265,28 @@ describe('ShardReplica: 3 replicas over MemoryNetwork with LMDB', () => {
     expect(dumpStore(r.store)).toEqual(dumpStore(leader.store));
   });
 
+  it('a clean stop checkpoints the store and compacts the log up to it; the restart replays nothing', async () => {
+    cluster = new ReplicaCluster();
+    await cluster.startAll();
+    const leader = await cluster.leader();
+    const victim = cluster.ids.find((id) => id !== leader.nodeId)!;
+    for (let i = 0; i < 12; i++) await leader.write(makeBatch(i * 100, 10));
+    await waitFor(() => cluster!.get(victim).status().applied >= leader.status().applied, 'victim caught up');
+    // Below the compaction threshold: the running replica keeps its whole log.
+    expect(cluster.get(victim).status().firstIndex).toBe(1);
+    const applied = cluster.get(victim).status().applied;
+    await cluster.stop(victim);
+    const r = await cluster.start(victim);
+    const st = r.status();
+    expect(st.firstIndex - 1).toBeGreaterThanOrEqual(applied - 1);
+    expect(st.durableApplied).toBeGreaterThanOrEqual(st.firstIndex - 1);
+    await leader.write(makeBatch(90_000, 5));
+    await waitFor(() => r.status().applied >= leader.status().applied, 'restarted replica caught up');
+    await r.read({ metric: 'cpu' });
+    expect(dumpStore(r.store)).toEqual(dumpStore(leader.store));
+    expect(r.stateMachine.stats.applied).toBe(1); // only the new write: nothing was replayed
+  });
+
   it('a replica with an empty data dir is rebuilt by a streamed snapshot after the others compacted', async () => {
     // n3 is a founding voter that starts only after n1 and n2 compacted their logs past everything it lacks.
     // (A replica that *lost* its disk must rejoin as a new member: it forgot its votes and acknowledgements,

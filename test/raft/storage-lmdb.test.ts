@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -114,6 +114,49 @@ describe('LmdbLogStorage', () => {
     expect(s.term(40)).toBe(2);
     expect(s.initialState().hardState.commit).toBe(49);
     await s.close();
+  });
+});
+
+describe('LmdbLogEnv', () => {
+  it('closing shrinks a file that compaction left mostly free, and the logs reopen intact', async () => {
+    const dir = join(root, `shrink-${n++}`);
+    const conf = { voters: ['a'], learners: [] };
+    const big = new Uint8Array(16 * 1024).fill(7);
+    let env = LmdbLogEnv.open(dir, { maxLogs: 4 });
+    let a = await LmdbLogStorage.open({ path: '', env, name: 'shard-0', conf });
+    let b = await LmdbLogStorage.open({ path: '', env, name: 'shard-1', conf });
+    const entries = Array.from({ length: 400 }, (_, i) => ({ ...ent(i + 1, 1), data: big }));
+    await a.save({ term: 1, vote: 'a', commit: 400 }, entries);
+    await b.save({ term: 1, vote: 'a', commit: 3 }, entries.slice(0, 3));
+    // Log a is compacted up to 390 (as a clean stop does), b keeps its three entries.
+    await a.compact(390, conf, new Uint8Array([1, 2, 3]));
+    await a.collectAllGarbage();
+    await a.close();
+    await b.close();
+    const file = join(dir, 'data.mdb');
+    const before = statSync(file).size;
+    expect(before).toBeGreaterThan(6 * 1024 * 1024);
+    await env.close();
+    const after = statSync(file).size;
+    expect(after * 2).toBeLessThanOrEqual(before);
+    expect(existsSync(join(dir, 'shrink.tmp'))).toBe(false);
+    env = LmdbLogEnv.open(dir, { maxLogs: 4 });
+    a = await LmdbLogStorage.open({ path: '', env, name: 'shard-0' });
+    b = await LmdbLogStorage.open({ path: '', env, name: 'shard-1' });
+    expect(a.initialState().hardState).toEqual({ term: 1, vote: 'a', commit: 400 });
+    expect(a.firstIndex()).toBe(391);
+    expect(a.lastIndex()).toBe(400);
+    expect(Array.from(a.entries(391, 401, Number.MAX_SAFE_INTEGER)[9]!.data.subarray(0, 2))).toEqual([7, 7]);
+    expect(a.snapshot().data).toEqual(new Uint8Array([1, 2, 3]));
+    expect(b.lastIndex()).toBe(3);
+    await a.save(undefined, [ent(401, 1)]);
+    expect(a.lastIndex()).toBe(401);
+    await a.close();
+    await b.close();
+    // A file that is mostly live data is left as it is.
+    const size = statSync(file).size;
+    await env.close();
+    expect(statSync(file).size).toBe(size);
   });
 });
 
