@@ -276,6 +276,8 @@ export class RaftDriver {
   private persisting = false;
   /** A persist() finished: the loop checks compaction even without a Ready. */
   private compactDue = false;
+  /** The applied index when persist() was last asked for. */
+  private persistAsked = 0;
   private tickHandle: unknown;
   private fatal: unknown;
   private timing: ((kind: 'commit' | 'apply', ms: number) => void) | undefined;
@@ -1009,8 +1011,16 @@ export class RaftDriver {
     if (Math.min(this.sm.appliedIndex(), this.applied) - this.storage.firstIndex() < threshold) {
       // Durability that lags the applies (a store that checkpoints) would hold the log back: ask for a
       // checkpoint, once at a time; a later cycle (the next heartbeat at the latest) compacts.
-      if (this.sm.persist && !this.persisting && this.applied - this.storage.firstIndex() >= threshold) {
+      // Only for entries applied since the last request: entries the state machine never sees (no-ops, conf
+      // changes) can keep its index below the threshold, and asking again would only repeat the checkpoint.
+      if (
+        this.sm.persist &&
+        !this.persisting &&
+        this.applied > this.persistAsked &&
+        this.applied - this.storage.firstIndex() >= threshold
+      ) {
         this.persisting = true;
+        this.persistAsked = this.applied;
         void this.sm
           .persist()
           .catch(() => {

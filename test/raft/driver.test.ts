@@ -3,8 +3,10 @@ import { isTidemarkError, type TidemarkError } from '../../src/errors/errors.js'
 import { type DriverTimers, RaftDriver } from '../../src/raft/driver.js';
 import { MemoryLogStorage } from '../../src/raft/storage-memory.js';
 import { MemoryNetwork } from '../../src/raft/transport-memory.js';
-import { ConfChangeType, StateRole } from '../../src/raft/types.js';
+import { ConfChangeType, type Entry, StateRole } from '../../src/raft/types.js';
 import { enc, RecordingStateMachine, TestCluster, waitFor } from './fixtures/driver-cluster.js';
+
+const dec = new TextDecoder();
 
 let cluster: TestCluster | undefined;
 afterEach(async () => {
@@ -224,6 +226,57 @@ describe('RaftDriver', () => {
       expect(sm.persists).toBeGreaterThan(0);
       // Never past what the state machine made durable: a restart re-applies from there.
       expect(storage.firstIndex() - 1).toBeLessThanOrEqual(sm.durable);
+    } finally {
+      await solo.stop();
+    }
+  });
+
+  it('does not ask for a checkpoint again until something new was applied', async () => {
+    // Entries the state machine does not record (like no-ops and conf changes for a shard store) can keep its
+    // index below the threshold: a persist() cannot fix that, and repeating it would spin while idle.
+    class SkippingStateMachine extends RecordingStateMachine {
+      durable = 0;
+      persists = 0;
+      override async apply(entry: Entry): Promise<unknown> {
+        if (dec.decode(entry.data).startsWith('skip')) return { index: entry.index, count: this.log.length };
+        return super.apply(entry);
+      }
+      override appliedIndex(): number {
+        return this.durable;
+      }
+      async persist(): Promise<void> {
+        this.persists++;
+        this.durable = this.applied;
+      }
+    }
+    const sm = new SkippingStateMachine();
+    const solo = new RaftDriver({
+      id: 'solo',
+      storage: new MemoryLogStorage({ conf: { voters: ['solo'], learners: [] } }),
+      transport: new MemoryNetwork().transport('solo'),
+      stateMachine: sm,
+      tickMs: 5,
+      electionTick: 3,
+      heartbeatTick: 1,
+      compactThreshold: 5,
+    });
+    await solo.start();
+    try {
+      await waitFor(() => solo.status().role === StateRole.Leader, 5000, 'solo to lead');
+      for (let i = 0; i < 2; i++) await solo.propose(enc.encode(`a${i}`));
+      for (let i = 0; i < 8; i++) await solo.propose(enc.encode(`skip${i}`));
+      await waitFor(() => sm.persists > 0, 5000, 'a checkpoint request');
+      await new Promise((r) => setTimeout(r, 50));
+      // At most one request per applied entry so far; then heartbeat Readys keep coming (tick 5 ms), and none
+      // of them may ask again.
+      const asked = sm.persists;
+      expect(asked).toBeLessThanOrEqual(10);
+      await new Promise((r) => setTimeout(r, 200));
+      expect(sm.persists).toBe(asked);
+      expect(solo.status().stats.compactions).toBe(0);
+      await solo.propose(enc.encode('b'));
+      await waitFor(() => solo.status().stats.compactions > 0, 5000, 'a compaction');
+      expect(sm.persists).toBe(asked + 1);
     } finally {
       await solo.stop();
     }
