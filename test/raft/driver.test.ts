@@ -3,10 +3,28 @@ import { isTidemarkError, type TidemarkError } from '../../src/errors/errors.js'
 import { type DriverTimers, RaftDriver } from '../../src/raft/driver.js';
 import { MemoryLogStorage } from '../../src/raft/storage-memory.js';
 import { MemoryNetwork } from '../../src/raft/transport-memory.js';
-import { ConfChangeType, type Entry, StateRole } from '../../src/raft/types.js';
+import { ConfChangeType, type Entry, type StateMachine, StateRole } from '../../src/raft/types.js';
 import { enc, RecordingStateMachine, TestCluster, waitFor } from './fixtures/driver-cluster.js';
 
 const dec = new TextDecoder();
+
+/** A started one-voter driver (fast ticks) over memory storage, once it leads. */
+async function soloLeader(sm: StateMachine, compactThreshold: number) {
+  const storage = new MemoryLogStorage({ conf: { voters: ['solo'], learners: [] } });
+  const solo = new RaftDriver({
+    id: 'solo',
+    storage,
+    transport: new MemoryNetwork().transport('solo'),
+    stateMachine: sm,
+    tickMs: 5,
+    electionTick: 3,
+    heartbeatTick: 1,
+    compactThreshold,
+  });
+  await solo.start();
+  await waitFor(() => solo.status().role === StateRole.Leader, 5000, 'solo to lead');
+  return { solo, storage };
+}
 
 let cluster: TestCluster | undefined;
 afterEach(async () => {
@@ -203,20 +221,8 @@ describe('RaftDriver', () => {
       }
     }
     const sm = new CheckpointingStateMachine();
-    const storage = new MemoryLogStorage({ conf: { voters: ['solo'], learners: [] } });
-    const solo = new RaftDriver({
-      id: 'solo',
-      storage,
-      transport: new MemoryNetwork().transport('solo'),
-      stateMachine: sm,
-      tickMs: 5,
-      electionTick: 3,
-      heartbeatTick: 1,
-      compactThreshold: 10,
-    });
-    await solo.start();
+    const { solo, storage } = await soloLeader(sm, 10);
     try {
-      await waitFor(() => solo.status().role === StateRole.Leader, 5000, 'solo to lead');
       for (let i = 0; i < 9; i++) await solo.propose(enc.encode(`a${i}`));
       // Below the threshold: no checkpoint asked, nothing compacted.
       expect(sm.persists).toBe(0);
@@ -250,19 +256,8 @@ describe('RaftDriver', () => {
       }
     }
     const sm = new SkippingStateMachine();
-    const solo = new RaftDriver({
-      id: 'solo',
-      storage: new MemoryLogStorage({ conf: { voters: ['solo'], learners: [] } }),
-      transport: new MemoryNetwork().transport('solo'),
-      stateMachine: sm,
-      tickMs: 5,
-      electionTick: 3,
-      heartbeatTick: 1,
-      compactThreshold: 5,
-    });
-    await solo.start();
+    const { solo } = await soloLeader(sm, 5);
     try {
-      await waitFor(() => solo.status().role === StateRole.Leader, 5000, 'solo to lead');
       for (let i = 0; i < 2; i++) await solo.propose(enc.encode(`a${i}`));
       for (let i = 0; i < 8; i++) await solo.propose(enc.encode(`skip${i}`));
       await waitFor(() => sm.persists > 0, 5000, 'a checkpoint request');
