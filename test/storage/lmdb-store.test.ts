@@ -317,6 +317,44 @@ describe('LmdbShardStore specifics', () => {
     expect((err as Error).message).toMatch(/format version 99/);
   });
 
+  it('refuses a malformed head record with DATA_CORRUPTION naming it', async () => {
+    const { dir, cleanup } = tempDir();
+    cleanups.push(cleanup);
+    const cpu = series('cpu', { host: 'a' });
+    let s = await LmdbShardStore.open(dir);
+    await s.append(batch([1, 2, 3].map((t) => [cpu, t, t] as const)));
+    await s.close();
+    const env = open({ path: dir, compression: false });
+    const head = env.openDB({ name: 'head', keyEncoding: 'binary', encoding: 'binary' });
+    const [{ key, value }] = [...head.getRange({})] as { key: Buffer; value: Buffer }[];
+    const keyLen = value.readUInt32BE(17);
+    const good = Buffer.from(value);
+    const variants: Buffer[] = [];
+    // Two segments announced, one present.
+    const missing = Buffer.from(good);
+    missing[21 + keyLen] = 2;
+    variants.push(missing);
+    // The same segment twice: timestamps out of order once concatenated.
+    const seg = good.subarray(22 + keyLen);
+    const twice = Buffer.concat([good.subarray(0, 21 + keyLen), Buffer.from([2]), seg, seg]);
+    variants.push(twice);
+    // An unknown version.
+    const v9 = Buffer.from(good);
+    v9[0] = 9;
+    variants.push(v9);
+    for (const bad of variants) {
+      await head.put(key, bad);
+      const err = await LmdbShardStore.open(dir).catch((e: unknown) => e);
+      expect(isTidemarkError(err, 'DATA_CORRUPTION'), String(err)).toBe(true);
+      expect((err as TidemarkError).reason).toBe('head_record_invalid');
+    }
+    await head.put(key, good);
+    await env.close();
+    s = await LmdbShardStore.open(dir);
+    expect(dump(s, { metric: 'cpu' })[0]!.ts).toEqual([1, 2, 3]);
+    await s.close();
+  });
+
   it('validates options once, naming the field', async () => {
     const { dir, cleanup } = tempDir();
     cleanups.push(cleanup);
@@ -325,6 +363,8 @@ describe('LmdbShardStore specifics', () => {
       [{ oooWindowMs: -1 }, 'options.oooWindowMs'],
       [{ retentionMs: 1.5 }, 'options.retentionMs'],
       [{ nope: 1 }, 'options.nope'],
+      [{ externalLog: 'yes' }, 'options.externalLog'],
+      [{ syncIntervalMs: -5 }, 'options.syncIntervalMs'],
     ] as const) {
       const err = await LmdbShardStore.open(dir, opts as never).catch((e: unknown) => e);
       expect(isTidemarkError(err, 'INVALID_ARGUMENT')).toBe(true);
