@@ -88,6 +88,9 @@ export async function* serveBackup(
   // ReadIndex resolves once this replica has applied everything committed before the call: the image taken
   // after it holds every write acknowledged before the backup asked for this shard.
   const readIndex = await retrying(`shard ${shard}: the read barrier`, deadline, () => r.driver.readIndex());
+  // What the store holds at the barrier: the read index itself may be a Raft no-op or conf change (a leader
+  // moved meanwhile), which never reaches the store.
+  const storeIndex = r.stateMachine.store.lastApplied();
   const stream: ImageStream = await retrying(`shard ${shard}: the store image`, deadline, () =>
     r.stateMachine.open({ shard, minIndex: 0, snapshotId: `backup-${host.id}-${shard}-${Date.now()}` }),
   );
@@ -95,11 +98,11 @@ export async function* serveBackup(
     const m = stream.manifest;
     // The image records the applied index of the LMDB state it copied, which includes every apply the barrier
     // waited for; anything less would be a bug, never a silently incomplete backup.
-    if (m.appliedIndex < readIndex) {
+    if (m.appliedIndex < storeIndex) {
       throw new TidemarkError(
         'INTERNAL',
         'backup_image_behind',
-        `shard ${shard}: image at index ${m.appliedIndex} is behind the read barrier ${readIndex}`,
+        `shard ${shard}: image at index ${m.appliedIndex} is behind the store's index ${storeIndex} at the read barrier ${readIndex}`,
       );
     }
     const st = r.driver.status();

@@ -674,6 +674,15 @@ export class LmdbShardStore implements ShardStore {
   }
 
   /**
+   * The last entry applied, visible to reads (appliedIndex() is what is durable). Entries the caller never
+   * hands to the store (Raft no-ops, conf changes) do not count: it can trail the caller's applied index.
+   */
+  lastApplied(): number {
+    this.check();
+    return this.applied;
+  }
+
+  /**
    * What a commit makes recoverable without the caller's log: the applied index, or with an external log the
    * checkpoint index (entries after it are re-applied from the log after a crash).
    */
