@@ -30,7 +30,7 @@ export interface BackupShard {
   file: string;
   /** Applied index recorded in the image: the shard's state is exactly the log up to here. */
   index: number;
-  /** The ReadIndex barrier the image was taken after (index >= readIndex). */
+  /** The ReadIndex barrier the image was taken after: every store entry <= readIndex is in the image. */
   readIndex: number;
   /** The shard's Raft term when the image was taken (>= the term of the entry at `index`). */
   term: number;
