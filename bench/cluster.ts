@@ -9,7 +9,9 @@
  *   2. 1 node, R=1: acknowledged ingest samples/s through the SDK.
  *
  * Bounded runtime (about 2 minutes). The last line is one JSON object:
- *   {"bench":"cluster","r3":{...},"r1":{...},"failoverMs":...}
+ *   {"bench":"cluster","r3":{...},"r1":{...},"failoverMs":...,"nodeCpuSPerMSamples":{...}}
+ * where nodeCpuSPerMSamples is the node processes' CPU seconds per million acknowledged samples of each
+ * throughput phase (Linux /proc): steadier across runs on a shared machine than the rates.
  * Environment: BENCH_SECONDS (seconds per throughput phase, default 10), BENCH_WRITERS (default 64),
  * BENCH_SHARDS (default 8).
  */
@@ -19,6 +21,7 @@ import { TidemarkClient } from '../src/client/index.js';
 import { type Series, seriesId, shardOf } from '../src/model/index.js';
 import type { NodePorts } from '../test/cluster/fixtures/node-cluster.js';
 import { ProcessCluster } from '../test/cluster/fixtures/node-process.js';
+import { processCpuSeconds } from './proc.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const WRITERS = Number(process.env.BENCH_WRITERS ?? 64);
@@ -158,12 +161,25 @@ class Feed {
   }
 }
 
-/** Closed loop: `writers` concurrent loops for `seconds`; acknowledged samples/s. */
+/** CPU seconds the cluster's node processes have used so far (Linux /proc). */
+function nodeCpuSeconds(c: Cluster): number {
+  let s = 0;
+  for (const p of c.procs.values()) s += processCpuSeconds(p.pid);
+  return s;
+}
+
+/**
+ * Closed loop: `writers` concurrent loops for `seconds`; acknowledged samples/s, and the nodes' CPU seconds per
+ * million acknowledged samples (steadier than the rate on a shared machine: other load slows the nodes down
+ * without making them spend more CPU per sample).
+ */
 async function closedLoop(
+  c: Cluster,
   seconds: number,
   writers: number,
   once: (w: number) => Promise<number>,
-): Promise<{ samplesPerSec: number; writesPerSec: number; errors: number }> {
+): Promise<{ samplesPerSec: number; writesPerSec: number; errors: number; nodeCpuSPerMSamples: number }> {
+  const cpu0 = nodeCpuSeconds(c);
   const end = performance.now() + seconds * 1000;
   let samples = 0;
   let writes = 0;
@@ -185,7 +201,13 @@ async function closedLoop(
     }),
   );
   const el = (performance.now() - t0) / 1000;
-  return { samplesPerSec: Math.round(samples / el), writesPerSec: writes / el, errors };
+  const cpu = nodeCpuSeconds(c) - cpu0;
+  return {
+    samplesPerSec: Math.round(samples / el),
+    writesPerSec: writes / el,
+    errors,
+    nodeCpuSPerMSamples: samples > 0 ? Math.round((cpu / (samples / 1e6)) * 100) / 100 : 0,
+  };
 }
 
 async function sdkThroughput(c: Cluster, metric: string, seconds: number) {
@@ -194,7 +216,7 @@ async function sdkThroughput(c: Cluster, metric: string, seconds: number) {
   // SDK's per-attempt deadline (outcome unknown); the timed loop below counts only acknowledged writes.
   await Promise.all(feeds.map((f) => c.sdk.write(f.next()).catch(() => {})));
   return profiled(`${metric}-${c.ids.length}`, () =>
-    closedLoop(seconds, WRITERS, async (w) => (await c.sdk.write(feeds[w]!.next())).accepted),
+    closedLoop(c, seconds, WRITERS, async (w) => (await c.sdk.write(feeds[w]!.next())).accepted),
   );
 }
 
@@ -202,7 +224,7 @@ async function lineProtocolThroughput(c: Cluster, metric: string, seconds: numbe
   const feeds = Array.from({ length: WRITERS }, (_, w) => new Feed(w, metric));
   const urls = c.ports.map((p) => `http://127.0.0.1:${p.http}/write?precision=ms`);
   return profiled(`${metric}-${c.ids.length}`, () =>
-    closedLoop(seconds, WRITERS, async (w) => {
+    closedLoop(c, seconds, WRITERS, async (w) => {
       const res = await fetch(urls[w % urls.length]!, { method: 'POST', body: feeds[w]!.lines() });
       await res.arrayBuffer();
       if (res.status !== 204) throw new Error(`HTTP ${res.status}`);
@@ -298,6 +320,8 @@ async function main(): Promise<void> {
     r3: { sdkSamplesPerSec: 0, lineProtocolSamplesPerSec: 0, writeP99Ms: 0 },
     r1: { sdkSamplesPerSec: 0, lineProtocolSamplesPerSec: 0 },
     failoverMs: 0,
+    /** The nodes' CPU seconds per million acknowledged samples, per phase (compare these across runs). */
+    nodeCpuSPerMSamples: { r3: { sdk: 0, lineProtocol: 0 }, r1: { sdk: 0, lineProtocol: 0 } },
   };
 
   const r3 = new Cluster(['a', 'b', 'c'], 3);
@@ -308,9 +332,11 @@ async function main(): Promise<void> {
       const sdk = await sdkThroughput(r3, 'bench_sdk', SECONDS);
       log(`r3 sdk: ${JSON.stringify(sdk)}`);
       result.r3.sdkSamplesPerSec = sdk.samplesPerSec;
+      result.nodeCpuSPerMSamples.r3.sdk = sdk.nodeCpuSPerMSamples;
       const lp = await lineProtocolThroughput(r3, 'bench_lp', SECONDS);
       log(`r3 line protocol: ${JSON.stringify(lp)}`);
       result.r3.lineProtocolSamplesPerSec = lp.samplesPerSec;
+      result.nodeCpuSPerMSamples.r3.lineProtocol = lp.nodeCpuSPerMSamples;
       const lat = await latencyAt(r3, 'bench_lat', Math.max(1, sdk.writesPerSec / 2), Math.min(SECONDS, 8));
       log(`r3 latency at ${(sdk.writesPerSec / 2).toFixed(1)} writes/s: ${JSON.stringify(lat)}`);
       result.r3.writeP99Ms = lat.p99Ms;
@@ -327,9 +353,11 @@ async function main(): Promise<void> {
       const sdk = await sdkThroughput(r1, 'bench_sdk', SECONDS);
       log(`r1 sdk: ${JSON.stringify(sdk)}`);
       result.r1.sdkSamplesPerSec = sdk.samplesPerSec;
+      result.nodeCpuSPerMSamples.r1.sdk = sdk.nodeCpuSPerMSamples;
       const lp = await lineProtocolThroughput(r1, 'bench_lp', SECONDS);
       log(`r1 line protocol: ${JSON.stringify(lp)}`);
       result.r1.lineProtocolSamplesPerSec = lp.samplesPerSec;
+      result.nodeCpuSPerMSamples.r1.lineProtocol = lp.nodeCpuSPerMSamples;
     } finally {
       await r1.close();
     }

@@ -29,6 +29,7 @@ import { createTopic } from '../src/ingest/kafka/index.js';
 import type { Series } from '../src/model/index.js';
 import { ProcessCluster } from '../test/cluster/fixtures/node-process.js';
 import { startKafka } from '../test/helpers/kafka.js';
+import { processCpuSeconds, USER_HZ } from './proc.js';
 
 const SAMPLES = Number(process.env.BENCH_SAMPLES ?? 3_000_000);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
@@ -128,17 +129,7 @@ async function raftIndexes(
  * process started for this bench), by this process, and by the whole machine (busy, and its core count).
  */
 function cpuSeconds(cluster: ProcessCluster): Record<string, number> | undefined {
-  const hz = 100; // USER_HZ: 100 on Linux
-  const ofPid = (pid: number | undefined): number => {
-    if (pid === undefined) return 0;
-    try {
-      const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const x = f.slice(f.lastIndexOf(')') + 2).split(' ');
-      return (Number(x[11]) + Number(x[12])) / hz; // utime + stime
-    } catch {
-      return 0;
-    }
-  };
+  const ofPid = processCpuSeconds;
   try {
     const out: Record<string, number> = {};
     for (const [id, proc] of cluster.procs) out[id] = ofPid(proc.pid);
@@ -157,7 +148,7 @@ function cpuSeconds(cluster: ProcessCluster): Record<string, number> | undefined
     out.bench = ofPid(process.pid);
     const cpu = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
     // user nice system idle iowait irq softirq steal: busy = all but idle and iowait.
-    out.machine = (sum(cpu.slice(0, 8)) - cpu[3]! - cpu[4]!) / hz;
+    out.machine = (sum(cpu.slice(0, 8)) - cpu[3]! - cpu[4]!) / USER_HZ;
     out.cores = cpus().length;
     return out;
   } catch {
