@@ -7,7 +7,7 @@
 
 import { ShardMap, type ShardMapJSON } from '../cluster/shard-map.js';
 import { notLeader, resourceExhausted, TidemarkError } from '../errors/index.js';
-import { canonicalKeyFast, splitByShard } from '../ingest/batch.js';
+import { canonicalKeyFast, routeByShard } from '../ingest/batch.js';
 import { seriesIdOfKey, shardOf } from '../model/index.js';
 import {
   type LastPoint,
@@ -135,18 +135,9 @@ export class MemoryCluster implements ClusterService {
 
   async write(batch: SampleBatch, options: WriteOptions = {}): Promise<WriteResult> {
     await this.before('write', options.deadline);
-    const parts = splitByShard(batch, this.shardCount);
+    const { parts, origin } = routeByShard(batch, this.shardCount);
     for (let s = 0; s < parts.length; s++) {
       if (parts[s].length > 0 && this.down.has(s)) throw this.unavailable(s);
-    }
-    // Original index of each sample of each part (splitByShard keeps the order within a shard).
-    const shardOfRef = new Int32Array(batch.series.length).fill(-1);
-    const origin: number[][] = parts.map(() => []);
-    for (let i = 0; i < batch.length; i++) {
-      const r = batch.seriesRef[i];
-      let s = shardOfRef[r];
-      if (s < 0) s = shardOfRef[r] = this.shardOfSeries(batch.series[r]);
-      origin[s].push(i);
     }
     this.writesApplied++;
     const result: WriteResult = { accepted: 0, rejected: [] };

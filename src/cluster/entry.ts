@@ -16,6 +16,7 @@ import {
   type KafkaPosition,
   type ShardPolicy,
 } from '../ingest/batch-codec.js';
+import type { Series } from '../model/index.js';
 import type { DeleteRequest, SampleBatch } from '../storage/index.js';
 
 export type { KafkaPosition, ShardPolicy };
@@ -70,13 +71,45 @@ export function decodeRetention(v: Uint8Array | undefined): number | undefined {
   return v === undefined ? undefined : decodeU64(v, 'retention');
 }
 
+/**
+ * Write commands this process encoded, by the very array it returned: the leader applies its own proposals
+ * without decoding them again, as long as the Raft log hands back the proposed array (it does while the
+ * entry is in memory). The memo holds what decoding would give — interned series, the same samples — and
+ * is taken once; any other array, and every entry on a follower, decodes. The proposer must not change the
+ * batch after encoding it (no caller does: each awaits its write).
+ */
+const encodedHere = new WeakMap<Uint8Array, ShardCommand>();
+
 export const entryCodec: EntryCodec = {
   encode(cmd) {
     if (cmd.kind === 'delete') return encodeDelete(cmd.request);
     if (cmd.kind === 'policy') return encodePolicy(cmd.policy);
-    return encodeBatch(cmd.batch, cmd.kafka === undefined ? {} : { kafka: cmd.kafka });
+    const series: Series[] = [];
+    const b = cmd.batch;
+    const data = encodeBatch(b, cmd.kafka === undefined ? {} : { kafka: cmd.kafka }, series);
+    const n = b.length;
+    let timestamps = b.timestamps.subarray(0, n);
+    // The entry holds integers: a -0 timestamp decodes as 0, so the memo must say 0 too.
+    if (timestamps.includes(0)) timestamps = timestamps.map((t) => t + 0);
+    const batch: SampleBatch = {
+      series,
+      seriesRef: b.seriesRef.subarray(0, n),
+      timestamps,
+      values: b.values.subarray(0, n),
+      length: n,
+    };
+    encodedHere.set(
+      data,
+      cmd.kafka === undefined ? { kind: 'batch', batch } : { kind: 'batch', batch, kafka: { ...cmd.kafka } },
+    );
+    return data;
   },
   decode(data) {
+    const memo = encodedHere.get(data);
+    if (memo !== undefined) {
+      encodedHere.delete(data);
+      return memo;
+    }
     const kind = entryKind(data);
     if (kind === EntryKind.delete) return { kind: 'delete', request: decodeDelete(data) };
     if (kind === EntryKind.policy) return { kind: 'policy', policy: decodePolicy(data) };

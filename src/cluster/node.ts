@@ -48,7 +48,7 @@ import {
   ShardQueryService,
   ShardReadService,
 } from '../gen/tidemark/v1/peer_pb.js';
-import { canonicalKeyFast, splitByShard } from '../ingest/batch.js';
+import { canonicalKeyFast, routeByShard } from '../ingest/batch.js';
 import {
   decodeBatch,
   decodePolicy,
@@ -811,27 +811,7 @@ export class TidemarkNode implements ClusterService {
     if (this.closing) throw closed(`node ${this.id}`);
     const deadline = Math.floor(options.deadline ?? Date.now() + this.writeTimeoutMs);
     const S = this.config.shards;
-    const parts = splitByShard(batch, S);
-    // Original index of each part's samples (splitByShard keeps their order within a shard).
-    const shardOfRef = new Int32Array(batch.series.length).fill(-1);
-    const counts = new Uint32Array(S);
-    const sampleShard = new Int32Array(batch.length);
-    for (let i = 0; i < batch.length; i++) {
-      const ref = batch.seriesRef[i]!;
-      let s = shardOfRef[ref]!;
-      if (s < 0) {
-        s = S === 1 ? 0 : shardOf(seriesIdOfKey(canonicalKeyFast(batch.series[ref]!)), S);
-        shardOfRef[ref] = s;
-      }
-      sampleShard[i] = s;
-      counts[s]!++;
-    }
-    const origin = Array.from(counts, (c) => new Uint32Array(c));
-    const fill = new Uint32Array(S);
-    for (let i = 0; i < batch.length; i++) {
-      const s = sampleShard[i]!;
-      origin[s]![fill[s]!++] = i;
-    }
+    const { parts, origin } = routeByShard(batch, S);
     const results = await Promise.all(
       parts.map((part, shard) => (part.length === 0 ? undefined : this.writePart(shard, part, deadline))),
     );

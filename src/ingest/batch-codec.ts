@@ -7,12 +7,16 @@
  */
 import { dataCorruption, invalidArgument, type TidemarkError } from '../errors/index.js';
 import {
-  BoundedCache,
+  INTERNED_SERIES_CAPACITY,
+  intern,
+  internedKey,
+  internedSeries,
   MAX_NAME_BYTES,
   MAX_TAGS,
   MAX_TIMESTAMP_MS,
   MAX_VALUE_BYTES,
   makeSeries,
+  resetInternedSeries,
   type Series,
 } from '../model/index.js';
 import type { DeleteRequest, Matcher, MatchOp, SampleBatch } from '../storage/store.js';
@@ -56,23 +60,21 @@ export const MAX_ENTRY_SAMPLES = 16_777_216;
 export const MAX_ENTRY_SERIES = 16_777_216;
 
 /**
- * Decoded series by canonical key (latin1 string of the key bytes): every entry of a shard carries the
+ * Decoded series are interned by canonical key (src/model/intern.ts): every entry of a shard carries the
  * full key of each of its series, and the same series recur entry after entry. A hit skips decoding and
- * validation, and hands out the same (frozen) Series object every time, so the store's per-object cache
- * (LmdbShardStore.resolveSeries) skips canonicalizing and hashing it too. Bounded: 65,536 series per
- * process (a few MB); beyond that the oldest go and are decoded again when they recur.
+ * validation and hands out the same frozen Series object every time (the store's per-object cache then
+ * skips canonicalizing and hashing it too). The bound is the process-wide intern table's.
  */
-export const DECODED_SERIES_CACHE_SIZE = 65_536;
-let decodedSeries = new BoundedCache<string, Series>(DECODED_SERIES_CACHE_SIZE);
+export const DECODED_SERIES_CACHE_SIZE = INTERNED_SERIES_CAPACITY;
 
 /** How many decoded series the process-wide cache holds now, and its bound. */
 export function decodedSeriesCache(): { size: number; capacity: number } {
-  return { size: decodedSeries.size, capacity: decodedSeries.capacity };
+  return internedSeries();
 }
 
 /** Replaces the process-wide decoded-series cache by an empty one of `capacity` series. */
 export function resetDecodedSeriesCache(capacity = DECODED_SERIES_CACHE_SIZE): void {
-  decodedSeries = new BoundedCache<string, Series>(capacity);
+  resetInternedSeries(capacity);
 }
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
@@ -91,9 +93,10 @@ function scratchOf(size: number): Uint8Array {
 
 /**
  * Encodes a write entry. Validates what the decoder would reject (series, refs, timestamps, the Kafka
- * position) and throws INVALID_ARGUMENT, so an encoded entry always decodes.
+ * position, the same series twice) and throws INVALID_ARGUMENT, so an encoded entry always decodes.
+ * `interned`, when given, receives the batch's series as the interned objects decoding would give.
  */
-export function encodeBatch(batch: SampleBatch, extra: BatchExtra = {}): Uint8Array {
+export function encodeBatch(batch: SampleBatch, extra: BatchExtra = {}, interned?: Series[]): Uint8Array {
   const n = batch.length;
   if (!Number.isInteger(n) || n < 0 || n > MAX_ENTRY_SAMPLES) {
     throw invalidArgument('batch_invalid', 'length', `batch length ${n} is not in [0, ${MAX_ENTRY_SAMPLES}]`);
@@ -106,11 +109,34 @@ export function encodeBatch(batch: SampleBatch, extra: BatchExtra = {}): Uint8Ar
     throw invalidArgument('batch_invalid', 'series', `batch has more than ${MAX_ENTRY_SERIES} series`);
   }
   const keys: Uint8Array[] = new Array(nSeries);
+  const seen = nSeries > 1 ? new Set<string>() : undefined;
   let keyBytes = 0;
   for (let i = 0; i < nSeries; i++) {
     const s = batch.series[i];
-    const valid = makeSeries(s?.metric, s?.tags, `series[${i}]`);
-    const key = canonicalKeyFast(valid);
+    // An interned series was validated when it was interned.
+    let key = s === undefined || s === null ? undefined : internedKey(s);
+    let k: string | undefined;
+    let series = s;
+    if (key === undefined) {
+      const valid = makeSeries(s?.metric, s?.tags, `series[${i}]`);
+      key = canonicalKeyFast(valid);
+      if (interned !== undefined) {
+        k = latin1(key);
+        series = intern(key, k, () => valid);
+      }
+    }
+    if (seen !== undefined) {
+      k ??= latin1(key);
+      if (seen.has(k)) {
+        throw invalidArgument(
+          'duplicate_series',
+          `series[${i}]`,
+          `series[${i}] is the same series as an earlier one of the batch; merge their samples`,
+        );
+      }
+      seen.add(k);
+    }
+    if (interned !== undefined) interned.push(series!);
     keys[i] = key;
     keyBytes += varintSize(key.length) + key.length;
   }
@@ -278,11 +304,8 @@ export function decodeBatch(bytes: Uint8Array): { batch: SampleBatch; extra: Bat
     }
     // A valid series has exactly one canonical key, so equal keys are the same series (and vice versa).
     const k = raw.toString('latin1', p, p + klen);
-    let s = decodedSeries.get(k);
-    if (s === undefined) {
-      s = decodeSeries(bytes.subarray(p, p + klen), i);
-      decodedSeries.set(k, s);
-    }
+    const key = bytes.subarray(p, p + klen);
+    const s = intern(key, k, () => decodeSeries(key, i));
     if (seen.has(k)) throw corrupt('duplicate_series', `batch entry: series ${i} appears twice`);
     seen.add(k);
     series[i] = s;
@@ -344,6 +367,10 @@ export function decodeBatch(bytes: Uint8Array): { batch: SampleBatch; extra: Bat
 }
 
 const utf8d = new TextDecoder('utf-8', { fatal: true });
+
+function latin1(key: Uint8Array): string {
+  return Buffer.from(key.buffer, key.byteOffset, key.length).toString('latin1');
+}
 const utf8e = new TextEncoder();
 
 /** Reads unsigned varints (< 2^53) that must end before `end`; DATA_CORRUPTION otherwise. */

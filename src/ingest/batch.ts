@@ -3,7 +3,14 @@
  * series within the batch, plus splitByShard to route a batch to shard groups. See docs/ingest.md.
  */
 import { TidemarkError } from '../errors/index.js';
-import { canonicalKey, type Series, seriesIdOfKey, shardOf } from '../model/index.js';
+import {
+  canonicalKey,
+  internedId,
+  internedKey,
+  type Series,
+  seriesIdOfKey,
+  shardOf,
+} from '../model/index.js';
 import type { SampleBatch } from '../storage/store.js';
 
 export interface BatchLimits {
@@ -216,13 +223,24 @@ export function emptyBatch(): SampleBatch {
   };
 }
 
+/** A batch split by shard: parts[s] as splitByShard gives it, origin[s][j] = the batch index of its sample j. */
+export interface ShardRouting {
+  parts: SampleBatch[];
+  origin: Uint32Array[];
+}
+
 /**
  * Splits a batch by shard: result[s] holds exactly the samples whose series lands on shard s
  * (shardOf(seriesId(series), shardCount)), in their original order, with series renumbered per shard.
- * Each series' shard is computed once; series no sample references are dropped. Every entry of the
- * result is a batch (possibly empty).
+ * Each series' shard is computed once; series no sample references are dropped, and a series the batch
+ * holds twice (by canonical key) becomes one. Every entry of the result is a batch (possibly empty).
  */
 export function splitByShard(batch: SampleBatch, shardCount: number): SampleBatch[] {
+  return routeByShard(batch, shardCount).parts;
+}
+
+/** splitByShard, plus where each part's samples were in the batch (to map per-sample answers back). */
+export function routeByShard(batch: SampleBatch, shardCount: number): ShardRouting {
   if (!Number.isInteger(shardCount) || shardCount < 1) {
     throw new RangeError(`shardCount must be a positive integer, got ${shardCount}`);
   }
@@ -235,32 +253,48 @@ export function splitByShard(batch: SampleBatch, shardCount: number): SampleBatc
   const counts = new Uint32Array(shardCount);
   const seriesPer: Series[][] = [];
   for (let s = 0; s < shardCount; s++) seriesPer.push([]);
+  // The same series may come twice (a request need not be deduplicated): one entry series per key.
+  const refOfKey = nSeries > 1 ? new Map<string, number>() : undefined;
   for (let i = 0; i < n; i++) {
     const r = refs[i];
     if (r >= nSeries) throw new RangeError(`seriesRef[${i}] = ${r} is out of range (${nSeries} series)`);
     let s = shardOfRef[r];
     if (s < 0) {
       const series = batch.series[r];
-      s = shardCount === 1 ? 0 : shardOf(seriesIdOfKey(canonicalKeyFast(series)), shardCount);
+      const key = internedKey(series) ?? canonicalKeyFast(series);
+      const first = refOfKey?.get(latin1(key));
+      if (first !== undefined) {
+        s = shardOfRef[first];
+        localRef[r] = localRef[first];
+      } else {
+        refOfKey?.set(latin1(key), r);
+        s = shardCount === 1 ? 0 : shardOf(internedId(series) ?? seriesIdOfKey(key), shardCount);
+        localRef[r] = seriesPer[s].length;
+        seriesPer[s].push(series);
+      }
       shardOfRef[r] = s;
-      localRef[r] = seriesPer[s].length;
-      seriesPer[s].push(series);
     }
     counts[s]++;
   }
   if (shardCount === 1 && nSeries === seriesPer[0].length) {
     // Fast path: one shard and every series used — the batch itself (copied so callers may mutate).
-    return [
-      {
-        series: batch.series.slice(),
-        seriesRef: refs.slice(0, n),
-        timestamps: batch.timestamps.slice(0, n),
-        values: batch.values.slice(0, n),
-        length: n,
-      },
-    ];
+    const origin = new Uint32Array(n);
+    for (let i = 0; i < n; i++) origin[i] = i;
+    return {
+      parts: [
+        {
+          series: batch.series.slice(),
+          seriesRef: refs.slice(0, n),
+          timestamps: batch.timestamps.slice(0, n),
+          values: batch.values.slice(0, n),
+          length: n,
+        },
+      ],
+      origin: [origin],
+    };
   }
   const out: SampleBatch[] = [];
+  const origin: Uint32Array[] = [];
   for (let s = 0; s < shardCount; s++) {
     const c = counts[s];
     out.push({
@@ -270,6 +304,7 @@ export function splitByShard(batch: SampleBatch, shardCount: number): SampleBatc
       values: new Float64Array(c),
       length: 0,
     });
+    origin.push(new Uint32Array(c));
   }
   const ts = batch.timestamps;
   // Values are copied as two 32-bit words, so every NaN payload survives bit-exactly.
@@ -285,8 +320,13 @@ export function splitByShard(batch: SampleBatch, shardCount: number): SampleBatc
     b.timestamps[j] = ts[i];
     w[2 * j] = vs[2 * i];
     w[2 * j + 1] = vs[2 * i + 1];
+    origin[s][j] = i;
   }
-  return out;
+  return { parts: out, origin };
+}
+
+function latin1(key: Uint8Array): string {
+  return Buffer.from(key.buffer, key.byteOffset, key.length).toString('latin1');
 }
 
 function words(f: Float64Array): Uint32Array {

@@ -1,3 +1,4 @@
+export * from './intern.js';
 export * from './limits.js';
 export * from './series.js';
 export * from './series-cache.js';

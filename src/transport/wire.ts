@@ -193,6 +193,51 @@ export function readInt64(b: Uint8Array, pos: number, end: number): [number, num
   return [hi >= 0x80000000 ? (hi - TWO_32) * TWO_32 + lo : hi * TWO_32 + lo, pos];
 }
 
+/**
+ * Decodes the packed int64 varints of b[start, end) into out[j...] and returns the next j: readInt64's values
+ * without a result tuple per varint (the timestamps of every write go through here). The range must have
+ * passed countVarints, which bounds every varint to 10 bytes and ends the last one at `end`.
+ */
+export function readPackedInt64s(
+  b: Uint8Array,
+  start: number,
+  end: number,
+  out: Float64Array,
+  j: number,
+): number {
+  let pos = start;
+  while (pos < end) {
+    let byte = b[pos++]!;
+    if (byte < 0x80) {
+      out[j++] = byte;
+      continue;
+    }
+    let lo = byte & 0x7f;
+    let shift = 7;
+    for (; shift < 28; shift += 7) {
+      byte = b[pos++]!;
+      lo |= (byte & 0x7f) << shift;
+      if (byte < 0x80) break;
+    }
+    if (byte < 0x80) {
+      out[j++] = lo >>> 0;
+      continue;
+    }
+    // Byte 5 holds bits 28..34: four low bits finish lo, three start hi.
+    byte = b[pos++]!;
+    lo |= (byte & 0x0f) << 28;
+    let hi = (byte & 0x7f) >> 4;
+    for (let i = 0; byte >= 0x80 && i < 5; i++) {
+      byte = b[pos++]!;
+      hi |= (byte & 0x7f) << (7 * i + 3);
+    }
+    lo >>>= 0;
+    hi >>>= 0;
+    out[j++] = hi >= 0x80000000 ? (hi - TWO_32) * TWO_32 + lo : hi * TWO_32 + lo;
+  }
+  return j;
+}
+
 export function countVarints(b: Uint8Array, start: number, end: number): number {
   let n = 0;
   let run = 0;

@@ -9,7 +9,11 @@
  * the server's counterpart: wire bytes straight into a SampleBatch.
  */
 import { invalidArgument } from '../errors/index.js';
+import { canonicalKeyFast } from '../ingest/batch.js';
 import {
+  BoundedCache,
+  INTERNED_SERIES_CAPACITY,
+  intern,
   MAX_TIMESTAMP_MS,
   MIN_TIMESTAMP_MS,
   makeSeries,
@@ -27,6 +31,7 @@ import {
   malformed,
   readInt64,
   readKey,
+  readPackedInt64s,
   readString,
   skipUnknown,
   skipVarint,
@@ -122,6 +127,20 @@ export function encodeWriteRequest(series: readonly WriteSeries[]): Uint8Array {
 
 // ---------------------------------------------------------------------------------------------------------
 // Decoding
+
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/**
+ * Interned series (src/model/intern.ts) by the wire bytes of their `Series` message: clients send the same
+ * series in the same bytes request after request, so a hit skips parsing, validating and canonicalizing it.
+ * Only bytes that decoded to a valid series get in, so a hit can raise none of the errors a miss could.
+ * Bounded like the intern table; equal series in other encodings (tag order) are separate entries.
+ */
+const wireSeries = new BoundedCache<string, Series>(INTERNED_SERIES_CAPACITY);
+
+function latin1(key: Uint8Array): string {
+  return Buffer.from(key.buffer, key.byteOffset, key.length).toString('latin1');
+}
 
 /** A WriteRequest's batch as a SampleBatch, and where each series' samples start (for rejected indexes). */
 export interface DecodedWrite {
@@ -276,7 +295,15 @@ export function decodeWriteRequest(
 function decode(bytes: Uint8Array, checkSize?: (samples: number, series: number) => void): DecodedWrite {
   const b = bytes;
   const list = layout(b);
-  const seriesInfo = list.map((l) => (l.series.length === 0 ? undefined : readSeries(b, l.series)));
+  const raw = Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+  // Series bytes seen before are a known-valid series: no parsing, no validation (see wireSeries).
+  const wireKeys = list.map((l) =>
+    l.series.length === 2 ? raw.toString('latin1', l.series[0], l.series[1]) : undefined,
+  );
+  const known = wireKeys.map((k) => (k === undefined ? undefined : wireSeries.get(k)));
+  const seriesInfo = list.map((l, i) =>
+    l.series.length === 0 || known[i] !== undefined ? undefined : readSeries(b, l.series),
+  );
   let n = 0;
   for (let i = 0; i < list.length; i++) {
     const l = list[i]!;
@@ -296,33 +323,44 @@ function decode(bytes: Uint8Array, checkSize?: (samples: number, series: number)
   const timestamps = new Float64Array(n);
   const values = new Float64Array(n);
   const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const valueBytes = new Uint8Array(values.buffer);
   let j = 0;
   for (let i = 0; i < list.length; i++) {
     const l = list[i]!;
-    const info = seriesInfo[i];
-    if (info === undefined) {
-      throw invalidArgument('series_missing', `batch.series[${i}].series`, `batch.series[${i}]: no series`);
+    let s = known[i];
+    if (s === undefined) {
+      const info = seriesInfo[i];
+      if (info === undefined) {
+        throw invalidArgument('series_missing', `batch.series[${i}].series`, `batch.series[${i}]: no series`);
+      }
+      const valid = makeSeries(info.metric, info.tags, `batch.series[${i}].series`);
+      const key = canonicalKeyFast(valid);
+      s = intern(key, latin1(key), () => valid);
+      const wk = wireKeys[i];
+      if (wk !== undefined) wireSeries.set(wk, s);
     }
-    series.push(makeSeries(info.metric, info.tags, `batch.series[${i}].series`));
+    series.push(s);
     offsets.push(j);
     const first = j;
     for (let r = 0; r < l.ts.length; r += 2) {
-      let pos = l.ts[r]!;
+      const pos = l.ts[r]!;
       const end = l.ts[r + 1]!;
       if (end < 0) {
         [timestamps[j++]] = readInt64(b, pos, b.length);
         continue;
       }
-      while (pos < end) {
-        const [t, p] = readInt64(b, pos, end);
-        timestamps[j++] = t;
-        pos = p;
-      }
+      j = readPackedInt64s(b, pos, end, timestamps, j);
     }
     let v = first;
     for (let r = 0; r < l.values.length; r += 2) {
-      for (let pos = l.values[r]!, end = l.values[r + 1]!; pos < end; pos += 8) {
-        values[v++] = view.getFloat64(pos, true);
+      const a = l.values[r]!;
+      const z = l.values[r + 1]!;
+      if (LITTLE_ENDIAN) {
+        // Byte copy: keeps every NaN payload and needs no alignment of the request buffer.
+        valueBytes.set(b.subarray(a, z), v * 8);
+        v += (z - a) / 8;
+      } else {
+        for (let pos = a; pos < z; pos += 8) values[v++] = view.getFloat64(pos, true);
       }
     }
     for (let k = first; k < j; k++) {

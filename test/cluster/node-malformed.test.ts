@@ -127,6 +127,39 @@ describe('TidemarkNode: malformed requests change nothing', () => {
     expect(await countOf('mraw')).toEqual([2, 2, 2]);
   });
 
+  it('gRPC Write: the same series twice in one request (tags in another order) is one series, every sample stored', async () => {
+    await settled();
+    const res = await client.write({
+      batch: {
+        series: [
+          { series: { metric: 'mdup', tags: { host: 'x', dc: 'eu' } }, timestamps: [1n, 2n], values: [1, 2] },
+          { series: { metric: 'mdup', tags: { host: 'y' } }, timestamps: [1n], values: [7] },
+          { series: { metric: 'mdup', tags: { dc: 'eu', host: 'x' } }, timestamps: [3n, 2n], values: [3, 4] },
+        ],
+      },
+    });
+    expect(res.accepted).toBe(5n);
+    expect(await countOf('mdup')).toEqual([3 + 1, 3 + 1, 3 + 1]);
+    const got = await cluster.node('c').select({ metric: 'mdup' });
+    const x = got.find((s) => s.tags.host === 'x');
+    // t=2 written twice in one request: the later sample wins.
+    expect(x && [...x.timestamps]).toEqual([1, 2, 3]);
+    expect(x && [...x.values]).toEqual([1, 4, 3]);
+    // The shard still takes writes (its log holds no entry its replicas cannot apply).
+    expect(
+      (
+        await client.write({
+          batch: {
+            series: [
+              { series: { metric: 'mdup', tags: { host: 'x', dc: 'eu' } }, timestamps: [9n], values: [9] },
+            ],
+          },
+        })
+      ).accepted,
+    ).toBe(1n);
+    expect(await countOf('mdup')).toEqual([5, 5, 5]);
+  });
+
   it('gRPC Write: a timestamp out of range fails the whole request naming it, nothing stored', async () => {
     for (const [bad, k] of [
       [-1n, 1],

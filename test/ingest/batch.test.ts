@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { isTidemarkError } from '../../src/errors/index.js';
+import { routeByShard } from '../../src/ingest/batch.js';
 import { BatchBuilder, canonicalKeyFast, emptyBatch, splitByShard } from '../../src/ingest/index.js';
 import { canonicalKey, makeSeries, type Series, seriesId, shardOf } from '../../src/model/index.js';
 import { fcParams, samplesOf, seriesArb, seriesKeyOf, setBits } from './helpers.js';
@@ -113,6 +114,21 @@ describe('splitByShard', () => {
             expect(new Set(Array.from(p.seriesRef)).size).toBe(p.series.length);
           });
           expect(total).toBe(batch.length);
+          // routeByShard: the same parts, and origin[s][j] is the batch index of part s's sample j.
+          const routed = routeByShard(batch, shards);
+          expect(routed.parts.map(samplesOf)).toEqual(parts.map(samplesOf));
+          const seen = new Set<number>();
+          routed.parts.forEach((p, s) => {
+            const o = routed.origin[s];
+            expect(o.length).toBe(p.length);
+            const got = samplesOf(p);
+            for (let j = 0; j < p.length; j++) {
+              expect(got[j]).toEqual(expected[o[j]]);
+              if (j > 0) expect(o[j]).toBeGreaterThan(o[j - 1]);
+              seen.add(o[j]);
+            }
+          });
+          expect(seen.size).toBe(batch.length);
         },
       ),
       fcParams(300),

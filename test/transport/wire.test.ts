@@ -1,0 +1,77 @@
+/**
+ * Wire primitives: the packed int64 reader (no tuple per varint) must give exactly what readInt64 gives,
+ * varint by varint, for every length of varint and for negative two's complement values.
+ * Seeded: TIDEMARK_SEED=<n> npx vitest run test/transport/wire.test.ts replays.
+ */
+import { describe, expect, it } from 'vitest';
+import { countVarints, readInt64, readPackedInt64s } from '../../src/transport/wire.js';
+import { Rng } from '../../src/util/random.js';
+
+const SEED = Number(process.env.TIDEMARK_SEED ?? 20261122);
+
+function int64Bytes(v: bigint): number[] {
+  let u = BigInt.asUintN(64, v);
+  const out: number[] = [];
+  while (u >= 0x80n) {
+    out.push(Number(u & 0x7fn) | 0x80);
+    u >>= 7n;
+  }
+  out.push(Number(u));
+  return out;
+}
+
+const EDGES = [
+  0n,
+  1n,
+  127n,
+  128n,
+  2n ** 14n - 1n,
+  2n ** 14n,
+  2n ** 28n - 1n,
+  2n ** 28n,
+  2n ** 31n,
+  2n ** 32n - 1n,
+  2n ** 32n,
+  2n ** 35n,
+  1_763_000_000_000n, // a millisecond timestamp: 6 bytes
+  2n ** 53n - 1n,
+  2n ** 53n + 1n, // rounds like Number(bigint)
+  2n ** 63n - 1n,
+  -1n,
+  -(2n ** 31n),
+  -(2n ** 40n),
+  -(2n ** 63n),
+];
+
+describe('readPackedInt64s', () => {
+  it('decodes what readInt64 decodes, varint by varint', () => {
+    const rng = new Rng(SEED);
+    const where = `seed ${SEED} (replay: TIDEMARK_SEED=${SEED} npx vitest run test/transport/wire.test.ts)`;
+    const values = [...EDGES];
+    for (let i = 0; i < 2000; i++) {
+      const bits = rng.int(0, 64);
+      const v = BigInt(Math.floor(rng.next() * 2 ** 30)) << BigInt(Math.max(0, bits - 30));
+      values.push(rng.chance(0.2) ? -v : v);
+    }
+    const bytes = Uint8Array.from(values.flatMap(int64Bytes));
+    // A prefix of junk before `start` must not be read.
+    const padded = new Uint8Array(bytes.length + 3);
+    padded.set([0xff, 0xff, 0xff]);
+    padded.set(bytes, 3);
+    expect(countVarints(padded, 3, padded.length), where).toBe(values.length);
+    const out = new Float64Array(values.length + 2);
+    out[0] = 42;
+    const next = readPackedInt64s(padded, 3, padded.length, out, 1);
+    expect(next, where).toBe(values.length + 1);
+    expect(out[0]).toBe(42);
+    let pos = 3;
+    for (let i = 0; i < values.length; i++) {
+      const [want, p] = readInt64(padded, pos, padded.length);
+      pos = p;
+      expect(Object.is(out[i + 1], want), `${where}: value ${values[i]} → ${out[i + 1]}, want ${want}`).toBe(
+        true,
+      );
+      expect(want, where).toBe(Number(values[i]));
+    }
+  });
+});
