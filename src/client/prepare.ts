@@ -4,6 +4,9 @@
  */
 import { invalidArgument } from '../errors/index.js';
 import {
+  BoundedCache,
+  MAX_TIMESTAMP_MS,
+  MIN_TIMESTAMP_MS,
   makeSeries,
   type Series,
   type SeriesId,
@@ -55,6 +58,9 @@ function keyOf(series: Series): string {
   return key;
 }
 
+/** Series ids by dedup key: a producer writes the same series again and again (hashing one costs microseconds). */
+const ids = new BoundedCache<string, SeriesId>(65_536);
+
 class Grouper {
   private readonly byKey = new Map<string, PreparedSeries>();
   readonly list: PreparedSeries[] = [];
@@ -64,7 +70,12 @@ class Grouper {
     const key = keyOf(series);
     let g = this.byKey.get(key);
     if (g === undefined) {
-      g = { key, series, id: seriesId(series), timestamps: [], values: [], origin: [] };
+      let id = ids.get(key);
+      if (id === undefined) {
+        id = seriesId(series);
+        ids.set(key, id);
+      }
+      g = { key, series, id, timestamps: [], values: [], origin: [] };
       this.byKey.set(key, g);
       this.list.push(g);
     }
@@ -77,6 +88,11 @@ class Grouper {
     g.origin.push(origin);
     this.samples++;
   }
+}
+
+/** What validateTimestamp accepts (checked inline so that a valid sample costs no call and no field name). */
+function isTimestamp(t: unknown): boolean {
+  return typeof t === 'number' && Number.isInteger(t) && t >= MIN_TIMESTAMP_MS && t <= MAX_TIMESTAMP_MS;
 }
 
 function isColumnar(x: unknown): x is SeriesSamplesInput {
@@ -106,9 +122,12 @@ function prepareColumnar(grouper: Grouper, s: SeriesSamplesInput, prefix: string
   }
   const g = grouper.group(series);
   for (let i = 0; i < ts.length; i++) {
-    const t = validateTimestamp(ts[i], `${p}timestamps[${i}]`);
-    const v = validateValue(vs[i], `${p}values[${i}]`);
-    grouper.add(g, t, v, origin + i);
+    const t = ts[i];
+    const v = vs[i];
+    // The field names are built only for an error: not a string per valid sample.
+    if (!isTimestamp(t)) validateTimestamp(t, `${p}timestamps[${i}]`);
+    if (typeof v !== 'number') validateValue(v, `${p}values[${i}]`);
+    grouper.add(g, t as number, v as number, origin + i);
   }
   return ts.length;
 }
@@ -128,14 +147,15 @@ export function prepare(input: WriteInput): Prepared {
         origin += prepareColumnar(grouper, item, `batch[${i}]`, origin);
         continue;
       }
-      const f = `points[${i}]`;
       if (typeof item !== 'object' || item === null) {
-        throw invalidArgument('point_invalid', f, `${f}: must be an object`);
+        throw invalidArgument('point_invalid', `points[${i}]`, `points[${i}]: must be an object`);
       }
       const pt = item as Point;
-      const series = makeSeries(pt.metric, pt.tags, f);
-      const t = validateTimestamp(pt.timestamp, `${f}.timestamp`);
-      const v = validateValue(pt.value, `${f}.value`);
+      const series = makeSeries(pt.metric, pt.tags, `points[${i}]`);
+      const t = pt.timestamp;
+      const v = pt.value;
+      if (!isTimestamp(t)) validateTimestamp(t, `points[${i}].timestamp`);
+      if (typeof v !== 'number') validateValue(v, `points[${i}].value`);
       grouper.add(grouper.group(series), t, v, origin++);
     }
   } else if (isColumnar(input)) {

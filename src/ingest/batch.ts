@@ -307,28 +307,29 @@ export function routeByShard(batch: SampleBatch, shardCount: number): ShardRouti
     origin.push(new Uint32Array(c));
   }
   const ts = batch.timestamps;
-  // Values are copied as two 32-bit words, so every NaN payload survives bit-exactly.
-  const vs = words(batch.values);
-  const outVals = out.map((b) => words(b.values));
-  for (let i = 0; i < n; i++) {
+  const vs = batch.values;
+  const fill = new Uint32Array(shardCount);
+  // Copied by runs of one series (a client sends each series' samples together): same-type typed array
+  // copies are byte copies, so every NaN payload survives bit-exactly.
+  for (let i = 0; i < n; ) {
     const r = refs[i];
+    let j = i + 1;
+    while (j < n && refs[j] === r) j++;
     const s = shardOfRef[r];
     const b = out[s];
-    const w = outVals[s];
-    const j = b.length++;
-    b.seriesRef[j] = localRef[r];
-    b.timestamps[j] = ts[i];
-    w[2 * j] = vs[2 * i];
-    w[2 * j + 1] = vs[2 * i + 1];
-    origin[s][j] = i;
+    const at = fill[s];
+    b.seriesRef.fill(localRef[r], at, at + j - i);
+    b.timestamps.set(ts.subarray(i, j), at);
+    b.values.set(vs.subarray(i, j), at);
+    const o = origin[s];
+    for (let k = i; k < j; k++) o[at + k - i] = k;
+    fill[s] = at + j - i;
+    i = j;
   }
+  for (let s = 0; s < shardCount; s++) out[s].length = fill[s];
   return { parts: out, origin };
 }
 
 function latin1(key: Uint8Array): string {
   return Buffer.from(key.buffer, key.byteOffset, key.length).toString('latin1');
-}
-
-function words(f: Float64Array): Uint32Array {
-  return new Uint32Array(f.buffer, f.byteOffset, f.length * 2);
 }

@@ -5,6 +5,8 @@
  */
 
 export const TWO_32 = 2 ** 32;
+const TWO_28 = 2 ** 28;
+const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 
 export function varintSize(v: number): number {
   // v: a length (< 2^31).
@@ -14,6 +16,9 @@ export function varintSize(v: number): number {
 /** Bytes of an int64 varint of an integer in [-2^53, 2^53]; negative values take the full 10. */
 export function int64Size(v: number): number {
   if (v < 0) return 10;
+  if (v < TWO_28) return varintSize(v);
+  // Four bytes carry the low 28 bits; the rest (< 2^25 for v <= 2^53) is a small varint.
+  if (v <= MAX_SAFE) return 4 + varintSize(Math.floor(v / TWO_28));
   let n = 1;
   while (v >= 0x80) {
     v = Math.floor(v / 0x80);
@@ -50,11 +55,25 @@ export function writeInt64(buf: Buffer, pos: number, v: number): number {
     buf[pos++] = lo & 0x01;
     return pos;
   }
-  while (v >= TWO_32) {
-    buf[pos++] = (v % 0x80) | 0x80;
-    v = Math.floor(v / 0x80);
+  if (v < TWO_28) return writeVarint(buf, pos, v);
+  if (v > MAX_SAFE) {
+    while (v >= TWO_32) {
+      buf[pos++] = (v % 0x80) | 0x80;
+      v = Math.floor(v / 0x80);
+    }
+    return writeVarint(buf, pos, v);
   }
-  return writeVarint(buf, pos, v);
+  // Millisecond timestamps land here: the low 28 bits as four continued bytes, then the rest, in int ops.
+  const hi = Math.floor(v / TWO_28);
+  let lo = v - hi * TWO_28;
+  buf[pos++] = (lo & 0x7f) | 0x80;
+  lo >>>= 7;
+  buf[pos++] = (lo & 0x7f) | 0x80;
+  lo >>>= 7;
+  buf[pos++] = (lo & 0x7f) | 0x80;
+  lo >>>= 7;
+  buf[pos++] = lo | 0x80;
+  return writeVarint(buf, pos, hi);
 }
 
 export const VARINT = 0;

@@ -384,6 +384,27 @@ describe('decoded series cache', () => {
     }
   });
 
+  it('refuses to encode the same series twice (INVALID_ARGUMENT), so no entry fails to decode', () => {
+    const err = (() => {
+      try {
+        encodeBatch(
+          one([
+            { metric: 'enc_dup', tags: { a: '1', b: '2' } },
+            { metric: 'enc_dup', tags: { b: '2', a: '1' } },
+          ]),
+        );
+      } catch (e) {
+        return e as { code: string; reason: string; details: { field?: string } };
+      }
+      return undefined;
+    })();
+    expect(err).toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      reason: 'duplicate_series',
+      details: { field: 'series[1]' },
+    });
+  });
+
   it('still rejects a key repeated within one entry, cached or not', () => {
     const s = { metric: 'cache_dup', tags: { host: 'a' } };
     decodeBatch(encodeBatch(one([s])));

@@ -135,6 +135,38 @@ describe('splitByShard', () => {
     );
   });
 
+  it('merges a series the batch holds twice (any tag order) into one, keeping sample order', () => {
+    const a = makeSeries('m', { x: '1', y: '2' });
+    const a2 = makeSeries('m', { y: '2', x: '1' });
+    const b = makeSeries('m', { x: '3' });
+    const batch = {
+      series: [a, b, a2],
+      seriesRef: Uint32Array.from([0, 2, 1, 0, 2]),
+      timestamps: Float64Array.from([1, 2, 3, 4, 5]),
+      values: Float64Array.from([10, 20, 30, 40, 50]),
+      length: 5,
+    };
+    for (const shards of [1, 2, 7]) {
+      const { parts, origin } = routeByShard(batch, shards);
+      const all = parts.flatMap((p, s) =>
+        Array.from({ length: p.length }, (_, j) => ({
+          key: seriesKeyOf(p.series[p.seriesRef[j]]),
+          t: p.timestamps[j],
+          v: p.values[j],
+          at: origin[s][j],
+        })),
+      );
+      expect(parts.reduce((n, p) => n + p.series.length, 0)).toBe(2);
+      const ofA = all.filter((x) => x.key === seriesKeyOf(a));
+      expect(ofA.map((x) => [x.t, x.v, x.at])).toEqual([
+        [1, 10, 0],
+        [2, 20, 1],
+        [4, 40, 3],
+        [5, 50, 4],
+      ]);
+    }
+  });
+
   it('handles an empty batch and rejects a bad shard count', () => {
     expect(splitByShard(emptyBatch(), 3).map((b) => b.length)).toEqual([0, 0, 0]);
     expect(() => splitByShard(emptyBatch(), 0)).toThrow(RangeError);

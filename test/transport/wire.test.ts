@@ -4,7 +4,13 @@
  * Seeded: TIDEMARK_SEED=<n> npx vitest run test/transport/wire.test.ts replays.
  */
 import { describe, expect, it } from 'vitest';
-import { countVarints, readInt64, readPackedInt64s } from '../../src/transport/wire.js';
+import {
+  countVarints,
+  int64Size,
+  readInt64,
+  readPackedInt64s,
+  writeInt64,
+} from '../../src/transport/wire.js';
 import { Rng } from '../../src/util/random.js';
 
 const SEED = Number(process.env.TIDEMARK_SEED ?? 20261122);
@@ -72,6 +78,23 @@ describe('readPackedInt64s', () => {
         true,
       );
       expect(want, where).toBe(Number(values[i]));
+    }
+  });
+});
+
+describe('writeInt64 / int64Size', () => {
+  it('write the bytes protobuf writes for an int64, and say how many', () => {
+    const rng = new Rng(SEED + 1);
+    const where = `seed ${SEED + 1} (replay: TIDEMARK_SEED=${SEED} npx vitest run test/transport/wire.test.ts)`;
+    const values = EDGES.filter((v) => v <= 2n ** 53n && v >= -(2n ** 53n)).map(Number);
+    values.push(2 ** 60 + 2 ** 40, 2 ** 63 - 2 ** 20); // beyond 2^53: the general path
+    for (let i = 0; i < 2000; i++) values.push(Math.floor(rng.next() * 2 ** rng.int(0, 54)));
+    const buf = Buffer.alloc(16);
+    for (const v of values) {
+      const want = int64Bytes(BigInt.asIntN(64, BigInt(v)));
+      const end = writeInt64(buf, 0, v);
+      expect([...buf.subarray(0, end)], `${where}: ${v}`).toEqual(want);
+      expect(int64Size(v), `${where}: ${v}`).toBe(want.length);
     }
   });
 });
