@@ -30,6 +30,8 @@ import { ABORT, type Database, open, type RootDatabase } from 'lmdb';
 import { decodeChunk, encodeChunk } from '../chunk/index.js';
 import { closed, dataCorruption, invalidArgument, isTidemarkError, TidemarkError } from '../errors/index.js';
 import {
+  internedId,
+  internedKey,
   MAX_TIMESTAMP_MS,
   MIN_TIMESTAMP_MS,
   parseCanonicalKey,
@@ -728,9 +730,10 @@ export class LmdbShardStore implements ShardStore {
   private resolveSeries(s: Series, pending: Map<string, SeriesState>): SeriesState | null {
     const cached = this.byObj.get(s);
     if (cached?.alive) return cached;
-    const key = canonicalKeyOrNull(s);
+    // An interned series (src/model/intern.ts) was validated once and carries its key and id.
+    const key = internedKey(s) ?? canonicalKeyOrNull(s);
     if (key === null) return null;
-    const id = seriesIdOfKey(key);
+    const id = internedId(s) ?? seriesIdOfKey(key);
     const hex = seriesIdHex(id);
     const existing = this.byHex.get(hex);
     if (existing !== undefined) {
