@@ -24,6 +24,8 @@ export interface WriteResult {
   accepted: number;
   /** Samples the shards refused, by index in the submitted batch (e.g. too old for the out-of-order window). */
   rejected: { index: number; reason: string }[];
+  /** Shards whose samples this node forwarded to their leader, and that leader's node id. */
+  leaders?: { shard: number; leader: string }[];
 }
 
 export interface ReadOptions {

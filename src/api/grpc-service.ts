@@ -272,6 +272,7 @@ export function tidemarkServiceImpl(
       return {
         accepted: BigInt(r.accepted),
         rejected: r.rejected.map((x) => ({ ...unflatten(offsets, x.index), reason: x.reason })),
+        leaders: r.leaders ?? [],
       };
     },
     query: async function* (req, ctx) {

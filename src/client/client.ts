@@ -595,6 +595,8 @@ export class TidemarkClient {
         ...(signal === undefined ? {} : { signal }),
       });
       this.noteAnswer(address, true);
+      // The node forwarded these shards to their leaders: send them there directly from now on.
+      for (const h of res.leaders) if (h.leader !== '') this.noteLeader(h.shard, h.leader);
       result.accepted += Number(res.accepted);
       for (const r of res.rejected) {
         const index = series[r.seriesIndex]?.origin[r.sampleIndex];

@@ -817,13 +817,15 @@ export class TidemarkNode implements ClusterService {
     );
     let accepted = 0;
     const rejected: WriteResult['rejected'] = [];
+    const leaders: { shard: number; leader: string }[] = [];
     results.forEach((r, shard) => {
       if (r === undefined) return;
       accepted += r.accepted;
       for (const x of r.rejected) rejected.push({ index: origin[shard]![x.index]!, reason: x.reason });
+      if (r.forwardedTo !== undefined) leaders.push({ shard, leader: r.forwardedTo });
     });
     rejected.sort((a, b) => a.index - b.index);
-    return { accepted, rejected };
+    return leaders.length === 0 ? { accepted, rejected } : { accepted, rejected, leaders };
   }
 
   /** The node to send shard `shard`'s writes to next: the hint, else a known leader, else a replica in turn. */
@@ -841,12 +843,12 @@ export class TidemarkNode implements ClusterService {
     shard: number,
     part: SampleBatch,
     deadline: number,
-  ): Promise<{ accepted: number; rejected: { index: number; reason: string }[] }> {
+  ): Promise<{ accepted: number; rejected: { index: number; reason: string }[]; forwardedTo?: string }> {
     // The entry format refuses invalid timestamps; the store would reject them per sample. Reject them here
     // and write the rest, so every path (local proposal or forward) answers alike.
     const split = splitInvalidTimestamps(part);
     if (split !== undefined) {
-      const rest =
+      const rest: Awaited<ReturnType<TidemarkNode['writePart']>> =
         split.valid.length === 0
           ? { accepted: 0, rejected: [] }
           : await this.writePart(shard, split.valid, deadline);
@@ -854,7 +856,9 @@ export class TidemarkNode implements ClusterService {
         ...split.invalid.map((index) => ({ index, reason: 'invalid_timestamp' })),
         ...rest.rejected.map((x) => ({ index: split.origin[x.index]!, reason: x.reason })),
       ].sort((a, b) => a.index - b.index);
-      return { accepted: rest.accepted, rejected };
+      return rest.forwardedTo === undefined
+        ? { accepted: rest.accepted, rejected }
+        : { accepted: rest.accepted, rejected, forwardedTo: rest.forwardedTo };
     }
     let encoded: Uint8Array | undefined;
     let hint: string | undefined;
@@ -902,6 +906,7 @@ export class TidemarkNode implements ClusterService {
         return {
           accepted: res.accepted,
           rejected: res.rejected.map((x) => ({ index: x.sampleIndex, reason: x.reason })),
+          forwardedTo: target,
         };
       } catch (err) {
         last = err;

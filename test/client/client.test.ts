@@ -102,6 +102,25 @@ describe('TidemarkClient.write', () => {
     expect(after.version).toBeGreaterThan(before.version);
   });
 
+  it('sends a shard straight to the leader a forwarding node names, from the next write on', async () => {
+    cluster = await startFakeCluster({ nodes: 3, shards: 3 });
+    // A long map refresh period: only the write response can teach the client the new leader.
+    client = await TidemarkClient.connect({ endpoints: cluster.endpoints, shardMapRefreshMs: 3_600_000 });
+    expect((await client.shardMap())!.shards.map((s) => s.leader)).toEqual(['n0', 'n1', 'n2']);
+    cluster.leaders[0] = 'n2'; // shard 0's leadership moved; n0 forwards instead of refusing
+    const n0 = cluster.node('n0');
+    n0.forwarding = true;
+    n0.hintForwarded = true;
+    const shard0 = points(60).filter((p) => shardOfSeries(p.metric, p.tags!, 3) === 0);
+    expect(shard0.length).toBeGreaterThan(0);
+    expect((await client.write(shard0)).accepted).toBe(shard0.length);
+    expect(n0.requests.length).toBe(1); // forwarded (stored by the fake on n0), leader named in the answer
+    expect((await client.shardMap())!.shards[0]!.leader).toBe('n2');
+    expect((await client.write(shard0)).accepted).toBe(shard0.length);
+    expect(n0.requests.length).toBe(1); // not sent to n0 again
+    expect(cluster.node('n2').samples.filter((s) => s.shard === 0).length).toBe(shard0.length);
+  });
+
   it('refreshes the map when a multi-shard request meets NOT_LEADER', async () => {
     cluster = await startFakeCluster({ nodes: 3, shards: 6 });
     client = await TidemarkClient.connect({ endpoints: cluster.endpoints, retry: { initialMs: 1 } });

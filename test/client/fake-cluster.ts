@@ -32,6 +32,8 @@ export interface FakeNode {
   readonly writeTimes: number[];
   /** Accept writes for any shard (a forwarding node) instead of answering NOT_LEADER. */
   forwarding: boolean;
+  /** With `forwarding`: answer with the leader of each forwarded shard (WriteResponse.leaders). */
+  hintForwarded: boolean;
   /** When set, Write waits for it before answering. */
   gate: Promise<void> | undefined;
   /** When set, ShardMap throws it. */
@@ -96,6 +98,7 @@ export async function startFakeCluster(
       failures: [],
       writeTimes: [],
       forwarding: false,
+      hintForwarded: false,
       gate: undefined,
       shardMapError: undefined,
       shardMapCalls: 0,
@@ -110,12 +113,15 @@ export async function startFakeCluster(
         if (failure !== undefined) throw failure;
         const got: ReceivedSample[] = [];
         const rejected: { seriesIndex: number; sampleIndex: number; reason: string }[] = [];
+        const leaders = new Map<number, string>();
         for (const [seriesIndex, s] of (req.batch?.series ?? []).entries()) {
           const metric = s.series?.metric ?? '';
           const tags = { ...(s.series?.tags ?? {}) };
           const shard = shardOfSeries(metric, tags, shards);
           const leader = cluster.leaders[shard]!;
           if (leader !== id && !node.forwarding) throw notLeader(leader);
+          // A forwarding node names the leader it forwarded to, as a real node does.
+          if (leader !== id && node.hintForwarded) leaders.set(shard, leader);
           for (let i = 0; i < s.timestamps.length; i++) {
             if (node.rejectBelow !== undefined && Number(s.timestamps[i]) < node.rejectBelow) {
               rejected.push({ seriesIndex, sampleIndex: i, reason: 'too_old' });
@@ -125,7 +131,11 @@ export async function startFakeCluster(
           }
         }
         node.samples.push(...got);
-        return { accepted: BigInt(got.length), rejected };
+        return {
+          accepted: BigInt(got.length),
+          rejected,
+          leaders: [...leaders].map(([shard, leader]) => ({ shard, leader })),
+        };
       },
       query: async function* (req) {
         const matching = cluster

@@ -32,6 +32,18 @@ function batchOf(list: Series[], base: number, perSeries: number): SampleBatch {
   return b;
 }
 
+/** WriteResult.leaders names exactly the written shards `id` does not lead, each with its leader. */
+function expectForwardedNamed(
+  cluster: NodeCluster,
+  id: string,
+  shards: number[],
+  leaders: { shard: number; leader: string }[] | undefined,
+): void {
+  const forwarded = shards.filter((s) => cluster.node(id).replicas.get(s)?.isLeader() !== true);
+  expect((leaders ?? []).map((h) => h.shard).sort()).toEqual(forwarded);
+  for (const h of leaders ?? []) expect(cluster.node(h.leader).replicas.get(h.shard)?.isLeader()).toBe(true);
+}
+
 describe('TidemarkNode: three nodes in one process', () => {
   const cluster = new NodeCluster(['a', 'b', 'c'], SHARDS);
   beforeAll(async () => {
@@ -79,7 +91,8 @@ describe('TidemarkNode: three nodes in one process', () => {
     let total = 0;
     for (const [i, id] of ['a', 'b', 'c'].entries()) {
       const r = await cluster.node(id).write(batchOf(list, 1000 * (i + 1), 10));
-      expect(r).toEqual({ accepted: 40, rejected: [] });
+      expect(r).toMatchObject({ accepted: 40, rejected: [] });
+      expectForwardedNamed(cluster, id, [0, 1, 2, 3], r.leaders);
       total += 40;
     }
     for (const id of ['a', 'b', 'c']) {
@@ -101,6 +114,13 @@ describe('TidemarkNode: three nodes in one process', () => {
     const r = await cluster.node(other).write(b);
     expect(r.accepted).toBe(9);
     expect(r.rejected).toEqual([{ index: 3, reason: 'invalid_timestamp' }]);
+    // The answer names the leader of every shard the node forwarded (clients route there next), no other.
+    const leaderOf1 = cluster.node(other).replicas.get(1)!.leader();
+    const forwarded = [
+      { shard: 0, leader: leaderOf0 },
+      ...(leaderOf1 === other ? [] : [{ shard: 1, leader: leaderOf1 }]),
+    ];
+    expect(r.leaders ?? []).toEqual(forwarded);
     const got = await cluster.node(leaderOf0).select({ metric: 'w2' });
     expect(got.reduce((n, s) => n + s.timestamps.length, 0)).toBe(9);
   });
@@ -205,10 +225,9 @@ describe('TidemarkNode: four nodes, three replicas per shard', () => {
     expect(holders.some((shards) => shards.length < SHARDS)).toBe(true);
     const list = [0, 1, 2, 3].map((s) => seriesOnShard(s, 'r1'));
     for (const id of ['a', 'b', 'c', 'd']) {
-      expect(await cluster.node(id).write(batchOf(list, 100 * id.charCodeAt(0), 5))).toEqual({
-        accepted: 20,
-        rejected: [],
-      });
+      const r = await cluster.node(id).write(batchOf(list, 100 * id.charCodeAt(0), 5));
+      expect(r).toMatchObject({ accepted: 20, rejected: [] });
+      expectForwardedNamed(cluster, id, [0, 1, 2, 3], r.leaders);
     }
     for (const id of ['a', 'b', 'c', 'd']) {
       for (const stale of [false, true]) {
