@@ -477,6 +477,9 @@ export class TidemarkClient {
     if (p.samples === 0) return result;
     if (this.closed) throw new TidemarkError('CLOSED', 'closed', 'the client is closed');
     const m = this.map;
+    // No map yet (the cluster was unreachable at connect): this write goes to any node, which forwards it;
+    // fetch the map now so the next ones go straight to the leaders, not after the periodic refresh.
+    if (m === undefined) this.requestRefresh();
     const byShard = new Map<number, ShardPart>();
     for (const s of p.series) {
       const shard = m === undefined ? -1 : shardOf(s.id, m.shardCount);

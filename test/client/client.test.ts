@@ -302,6 +302,27 @@ describe('TidemarkClient.write', () => {
     await expect(client.shardMap()).rejects.toMatchObject({ code: 'FAILED_PRECONDITION' });
   });
 
+  it('fetches the shard map on the first write when connect could not, and routes by it from then on', async () => {
+    cluster = await startFakeCluster({ nodes: 3, shards: 3 });
+    for (const n of cluster.nodes) {
+      n.forwarding = true;
+      n.shardMapError = new TidemarkError('UNAVAILABLE', 'starting', 'not ready yet');
+    }
+    // A long refresh period: only the write path can load the map in this test.
+    client = await TidemarkClient.connect({ endpoints: cluster.endpoints, shardMapRefreshMs: 3_600_000 });
+    for (const n of cluster.nodes) n.shardMapError = undefined; // the cluster is up now
+    const calls = () => cluster!.nodes.reduce((k, n) => k + n.shardMapCalls, 0);
+    const before = calls();
+    expect((await client.write(points(30))).accepted).toBe(30); // to any node, forwarded
+    await waitFor(() => calls() > before);
+    expect(await client.shardMap()).toBeDefined(); // fetched by the write path
+    for (const n of cluster.nodes) n.samples.length = 0;
+    expect((await client.write(points(30))).accepted).toBe(30);
+    for (const n of cluster.nodes) {
+      for (const x of n.samples) expect(cluster.leaders[x.shard]).toBe(n.id);
+    }
+  });
+
   it('connects even when no endpoint answers, and fails writes within the deadline', async () => {
     cluster = await startFakeCluster({ nodes: 1, shards: 1 });
     const address = cluster.endpoints[0]!;
