@@ -79,3 +79,15 @@ export async function freePort(): Promise<number> {
     });
   });
 }
+
+/** The protobuf varint bytes of an int64 (two's complement over 64 bits: a negative one takes 10 bytes). */
+export function int64Bytes(v: bigint | number): number[] {
+  let u = BigInt.asUintN(64, BigInt(v));
+  const out: number[] = [];
+  while (u >= 0x80n) {
+    out.push(Number(u & 0x7fn) | 0x80);
+    u >>= 7n;
+  }
+  out.push(Number(u));
+  return out;
+}

@@ -12,19 +12,9 @@ import {
   writeInt64,
 } from '../../src/transport/wire.js';
 import { Rng } from '../../src/util/random.js';
+import { int64Bytes } from './helpers.js';
 
 const SEED = Number(process.env.TIDEMARK_SEED ?? 20261122);
-
-function int64Bytes(v: bigint): number[] {
-  let u = BigInt.asUintN(64, v);
-  const out: number[] = [];
-  while (u >= 0x80n) {
-    out.push(Number(u & 0x7fn) | 0x80);
-    u >>= 7n;
-  }
-  out.push(Number(u));
-  return out;
-}
 
 const EDGES = [
   0n,

@@ -16,6 +16,7 @@ import { WriteRequestSchema } from '../../src/gen/tidemark/v1/client_pb.js';
 import { decodeWriteRequest, encodeWriteRequest, type WriteSeries } from '../../src/transport/write-codec.js';
 import { Rng } from '../../src/util/random.js';
 import { mutateBytes } from '../fuzz/harness.js';
+import { int64Bytes } from './helpers.js';
 
 const SEED = Number(process.env.TIDEMARK_SEED ?? 20261122);
 const ALPHABET = ['a', 'b', 'z', '_', '0', '.', 'é', '中', '😀', ' '];
@@ -180,16 +181,6 @@ function unknownField(rng: Rng): number[] {
     default:
       return str(field, 'unknown');
   }
-}
-function int64Bytes(t: number): number[] {
-  let v = BigInt.asUintN(64, BigInt(t));
-  const out: number[] = [];
-  while (v >= 0x80n) {
-    out.push(Number(v & 0x7fn) | 0x80);
-    v >>= 7n;
-  }
-  out.push(Number(v));
-  return out;
 }
 
 /** The batch in a random legal encoding: unpacked or split columns, unknown fields, split messages. */
