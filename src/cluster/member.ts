@@ -96,6 +96,8 @@ export interface HelloAnswer {
   node: NodeId;
   started: boolean;
   progressedShards: number[];
+  /** The node's gRPC client-API address; '' while not known (not listening yet). */
+  clientAddress?: string;
 }
 
 /**

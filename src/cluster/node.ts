@@ -357,13 +357,14 @@ export class TidemarkNode implements ClusterService {
         // Not open yet: a data directory with state may hold progress (say so); a new one holds none.
         return { node: config.nodeId, started: false, progressedShards: priorIdentity ? hosted : [] };
       }
+      const clientAddress = node?.ownClientAddress() ?? '';
       const progressed: number[] = [];
       for (const [shard, r] of replicas) {
         const st = r.driver.status();
         if (st.term > 1 || st.lastIndex > map.replicasOf(shard).length || st.firstIndex > 1)
           progressed.push(shard);
       }
-      return { node: config.nodeId, started: true, progressedShards: progressed };
+      return { node: config.nodeId, started: true, progressedShards: progressed, clientAddress };
     };
     const peers = new Map(config.peers.filter((p) => p.id !== config.nodeId).map((p) => [p.id, p.address]));
     const peerMaxBytes = Math.max(config.limits.maxRequestBytes, 1024 * 1024) + 64 * 1024;
@@ -514,8 +515,9 @@ export class TidemarkNode implements ClusterService {
       addTidemarkService(server, node.metrics.instrument(node, 'grpc'), {
         // Configured client addresses (--peer-clients / StatefulSet); this node's own bound one when not given.
         clientAddresses: () => ({
+          ...Object.fromEntries(self.learnedClients),
           ...config.peerClients,
-          [self.id]: config.peerClients[self.id] ?? dialable(self.endpoints.grpc, config.advertisePeer),
+          [self.id]: self.ownClientAddress(),
         }),
         defaultWriteTimeoutMs: node.writeTimeoutMs,
         authorize: sec.authorize,
@@ -557,8 +559,42 @@ export class TidemarkNode implements ClusterService {
       this.balance();
       this.reconcileMembership();
       this.retain();
+      this.learnClientAddresses();
     } catch (err) {
       this.log?.warn({ err: String(err) }, 'observe/balance failed');
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // Client addresses (docs/configuration.md, "Client addresses")
+
+  /** Peers' client-API addresses learned from their Hello answers (for peers `peerClients` does not name). */
+  private readonly learnedClients = new Map<string, string>();
+  private readonly clientAsked = new Map<string, number>();
+
+  /** This node's client-API address as peers and clients should dial it. */
+  ownClientAddress(): string {
+    return this.config.peerClients[this.id] ?? dialable(this.endpoints.grpc, this.config.advertisePeer);
+  }
+
+  /**
+   * Asks each peer `peerClients` does not name for its client address (PeerService.Hello): at once while
+   * unknown (every 2 s), then every 60 s (a restarted peer may listen elsewhere). Without it a node's shard
+   * map has no address for those peers, and clients reach the shards they lead only through forwarding.
+   */
+  private learnClientAddresses(): void {
+    const now = Date.now();
+    for (const p of this.config.peers) {
+      if (p.id === this.id || this.config.peerClients[p.id] !== undefined) continue;
+      const every = this.learnedClients.has(p.id) ? 60_000 : 2_000;
+      if (now - (this.clientAsked.get(p.id) ?? 0) < every) continue;
+      this.clientAsked.set(p.id, now);
+      this.peer.hello(p.id, 1000).then(
+        (a) => {
+          if (a.clientAddress) this.learnedClients.set(p.id, a.clientAddress);
+        },
+        () => {}, // unreachable now: asked again later
+      );
     }
   }
 

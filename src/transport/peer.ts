@@ -592,7 +592,12 @@ export class PeerTransport {
   async hello(to: NodeId, timeoutMs: number): Promise<HelloAnswer> {
     const p = this.peerOrThrow(to);
     const res: HelloResponse = await this.clientOf(p).hello({ from: this.id }, { timeoutMs });
-    return { node: res.node, started: res.started, progressedShards: [...res.progressedShards] };
+    return {
+      node: res.node,
+      started: res.started,
+      progressedShards: [...res.progressedShards],
+      clientAddress: res.clientAddress,
+    };
   }
 
   /** Asks node `to` (if it leads `shard`) to add `member`; resolves whether it is a member now. */
@@ -698,7 +703,12 @@ export class PeerTransport {
         hello: async () => {
           this.ensureOpen();
           const a = this.onHello?.() ?? { node: this.id, started: false, progressedShards: [] };
-          return { node: a.node, started: a.started, progressedShards: a.progressedShards };
+          return {
+            node: a.node,
+            started: a.started,
+            progressedShards: a.progressedShards,
+            clientAddress: a.clientAddress ?? '',
+          };
         },
         join: async (req) => {
           this.ensureOpen();

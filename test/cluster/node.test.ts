@@ -185,6 +185,25 @@ describe('TidemarkNode: three nodes in one process', () => {
     }
   });
 
+  it('learns the client addresses peerClients does not give from the peers (Hello), for its shard map', async () => {
+    // This cluster is configured with peers only: every node must still list every node's client address.
+    const want = Object.fromEntries(['a', 'b', 'c'].map((id) => [id, cluster.node(id).endpoints.grpc]));
+    for (const id of ['a', 'b', 'c']) {
+      const c = createClient(TidemarkService, cluster.node(id).endpoints.grpc);
+      try {
+        await waitFor(async () => {
+          const sm = await c.shardMap({});
+          const listed = Object.fromEntries(sm.nodes.map((n) => [n.id, n.clientAddress]));
+          const same =
+            JSON.stringify(Object.entries(listed).sort()) === JSON.stringify(Object.entries(want).sort());
+          return same ? true : undefined;
+        }, `node ${id} lists every client address`);
+      } finally {
+        c.close();
+      }
+    }
+  });
+
   it('TransferLeader moves a shard to the named replica; elsewhere NOT_LEADER with a hint', async () => {
     const leader = cluster
       .node('a')
