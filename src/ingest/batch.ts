@@ -262,12 +262,13 @@ export function routeByShard(batch: SampleBatch, shardCount: number): ShardRouti
     if (s < 0) {
       const series = batch.series[r];
       const key = internedKey(series) ?? canonicalKeyFast(series);
-      const first = refOfKey?.get(latin1(key));
+      const k = refOfKey === undefined ? '' : latin1(key);
+      const first = refOfKey?.get(k);
       if (first !== undefined) {
         s = shardOfRef[first];
         localRef[r] = localRef[first];
       } else {
-        refOfKey?.set(latin1(key), r);
+        refOfKey?.set(k, r);
         s = shardCount === 1 ? 0 : shardOf(internedId(series) ?? seriesIdOfKey(key), shardCount);
         localRef[r] = seriesPer[s].length;
         seriesPer[s].push(series);

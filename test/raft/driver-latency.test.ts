@@ -8,7 +8,7 @@ import { RaftDriver } from '../../src/raft/driver.js';
 import { MemoryLogStorage } from '../../src/raft/storage-memory.js';
 import { MemoryNetwork } from '../../src/raft/transport-memory.js';
 import { type Entry, EntryType, type HardState } from '../../src/raft/types.js';
-import { enc, RecordingStateMachine, waitFor } from './fixtures/driver-cluster.js';
+import { enc, RecordingStateMachine, soloDriver, waitFor } from './fixtures/driver-cluster.js';
 
 /** MemoryLogStorage whose saves can be held (to observe what leaves before they are durable). */
 class GatedStorage extends MemoryLogStorage {
@@ -99,14 +99,7 @@ describe('RaftDriver write latency', () => {
     const sm = new RecordingStateMachine();
     sm.applied = 3;
     sm.log = ['a', 'b', 'c'];
-    const driver = new RaftDriver({
-      id: 'solo',
-      storage,
-      transport: new MemoryNetwork().transport('solo'),
-      stateMachine: sm,
-      tickMs: 5,
-      electionTick: 3,
-    });
+    const driver = soloDriver(storage, sm);
     drivers.push(driver);
     await driver.start();
     expect(storage.initialState().hardState.commit).toBe(3);
@@ -119,15 +112,7 @@ describe('RaftDriver write latency', () => {
   it('with pipelineApply, persists the next entries while the previous ones apply, and applies in order', async () => {
     const storage = new MemoryLogStorage({ conf: { voters: ['solo'], learners: [] } });
     const sm = new GatedStateMachine();
-    const driver = new RaftDriver({
-      id: 'solo',
-      storage,
-      transport: new MemoryNetwork().transport('solo'),
-      stateMachine: sm,
-      tickMs: 5,
-      electionTick: 3,
-      pipelineApply: true,
-    });
+    const driver = soloDriver(storage, sm, { pipelineApply: true });
     drivers.push(driver);
     await driver.start();
     await waitFor(() => driver.isLeader(), 5000, 'leader');

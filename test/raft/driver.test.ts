@@ -4,23 +4,14 @@ import { type DriverTimers, RaftDriver } from '../../src/raft/driver.js';
 import { MemoryLogStorage } from '../../src/raft/storage-memory.js';
 import { MemoryNetwork } from '../../src/raft/transport-memory.js';
 import { ConfChangeType, type Entry, type StateMachine, StateRole } from '../../src/raft/types.js';
-import { enc, RecordingStateMachine, TestCluster, waitFor } from './fixtures/driver-cluster.js';
+import { enc, RecordingStateMachine, soloDriver, TestCluster, waitFor } from './fixtures/driver-cluster.js';
 
 const dec = new TextDecoder();
 
 /** A started one-voter driver (fast ticks) over memory storage, once it leads. */
 async function soloLeader(sm: StateMachine, compactThreshold: number) {
   const storage = new MemoryLogStorage({ conf: { voters: ['solo'], learners: [] } });
-  const solo = new RaftDriver({
-    id: 'solo',
-    storage,
-    transport: new MemoryNetwork().transport('solo'),
-    stateMachine: sm,
-    tickMs: 5,
-    electionTick: 3,
-    heartbeatTick: 1,
-    compactThreshold,
-  });
+  const solo = soloDriver(storage, sm, { heartbeatTick: 1, compactThreshold });
   await solo.start();
   await waitFor(() => solo.status().role === StateRole.Leader, 5000, 'solo to lead');
   return { solo, storage };
