@@ -27,7 +27,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { ABORT, type Database, open, type RootDatabase } from 'lmdb';
-import { decodeChunk, encodeChunk } from '../chunk/index.js';
+import { decodeChunk, Encoding, encodeChunk } from '../chunk/index.js';
 import { closed, dataCorruption, invalidArgument, isTidemarkError, TidemarkError } from '../errors/index.js';
 import {
   internedId,
@@ -92,6 +92,13 @@ export const STORE_FORMAT_VERSION = 1;
  * Head checkpoint record version (the `head` sub-database values): 2 holds the head as segments, so that a
  * checkpoint encodes only the samples appended since the last one; version 1 records (one chunk) still load.
  */
+/**
+ * Head segments are Gorilla-coded, without the search for the smallest encoding that sealed chunks get:
+ * a segment lives only until its series seals (then it is encoded for good), and the search (Decimal
+ * orders and Rice parameters, then Gorilla to compare) costs about 3x Gorilla alone, paid by every replica
+ * at every checkpoint (docs/format/store.md "Head checkpoint records").
+ */
+const HEAD_ENCODING = { encoding: Encoding.Gorilla };
 const HEAD_RECORD_VERSION = 2;
 /** A record with this many segments is re-encoded whole at the next checkpoint (bounds decode and size). */
 const MAX_HEAD_SEGMENTS = 16;
@@ -503,10 +510,11 @@ export class LmdbShardStore implements ShardStore {
       const prev = headSegments(old, headKeyLength(old));
       if (prev.length < MAX_HEAD_SEGMENTS) {
         segments = prev;
-        if (h.count > p) segments.push(encodeChunk(h.ts.subarray(p), h.vals.subarray(p), h.count - p));
+        if (h.count > p)
+          segments.push(encodeChunk(h.ts.subarray(p), h.vals.subarray(p), h.count - p, HEAD_ENCODING));
       }
     }
-    if (segments.length === 0 && h.count > 0) segments = [encodeChunk(h.ts, h.vals, h.count)];
+    if (segments.length === 0 && h.count > 0) segments = [encodeChunk(h.ts, h.vals, h.count, HEAD_ENCODING)];
     h.persisted = h.count;
     let size = 22 + st.key.length;
     for (const c of segments) size += 4 + c.length;

@@ -146,22 +146,46 @@ interface AnyServerCall {
   cancelled: boolean;
 }
 
-function context(call: AnyServerCall): CallContext {
-  const controller = new AbortController();
-  if (call.cancelled) controller.abort();
-  else call.on('cancelled', () => controller.abort());
+/** A call's context, plus `finish()`: the handler has answered, so a later close is not a cancellation. */
+type ServerContext = CallContext & { finish(): void };
+
+/**
+ * grpc-js reports every call's stream close as "cancelled", answered or not. Aborting then would cost each
+ * answered call an abort (a DOMException with its stack, and the abort listeners) for nothing; so the signal
+ * is made only when a handler asks for it, and a call that has answered is never aborted.
+ */
+function context(call: AnyServerCall): ServerContext {
+  let controller: AbortController | undefined;
+  let cancelled = call.cancelled;
+  let finished = false;
+  if (!cancelled) {
+    call.on('cancelled', () => {
+      if (finished) return;
+      cancelled = true;
+      controller?.abort();
+    });
+  }
   const d = call.getDeadline();
   const ms = d instanceof Date ? d.getTime() : d;
   let headersSent = false;
   return {
     deadline: Number.isFinite(ms) ? ms : undefined,
-    signal: controller.signal,
+    get signal(): AbortSignal {
+      if (controller === undefined) {
+        controller = new AbortController();
+        if (cancelled) controller.abort();
+      }
+      return controller.signal;
+    },
     metadata: call.metadata,
     peer: call.getPeer(),
     sendHeaders() {
       if (headersSent) return;
       headersSent = true;
       call.sendMetadata(new grpc.Metadata());
+    },
+    finish() {
+      finished = true;
     },
   };
 }
@@ -251,8 +275,14 @@ export function addService<S extends DescService>(
           Promise.resolve()
             .then(() => h(call.request, ctx))
             .then(
-              (out) => callback(null, create(m.output, out as MessageInitShape<DescMessage>)),
-              (err) => callback(toGrpcError(err)),
+              (out) => {
+                ctx.finish();
+                callback(null, create(m.output, out as MessageInitShape<DescMessage>));
+              },
+              (err) => {
+                ctx.finish();
+                callback(toGrpcError(err));
+              },
             );
         };
         break;
@@ -278,8 +308,14 @@ export function addService<S extends DescService>(
           Promise.resolve()
             .then(() => h(requests(call, ctx.signal), ctx))
             .then(
-              (out) => callback(null, create(m.output, out as MessageInitShape<DescMessage>)),
-              (err) => callback(toGrpcError(err)),
+              (out) => {
+                ctx.finish();
+                callback(null, create(m.output, out as MessageInitShape<DescMessage>));
+              },
+              (err) => {
+                ctx.finish();
+                callback(toGrpcError(err));
+              },
             );
         };
         break;

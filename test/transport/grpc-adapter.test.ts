@@ -35,7 +35,12 @@ let address: string;
 let client: ServiceClient<typeof TidemarkService>;
 let peerClient: ServiceClient<typeof PeerService>;
 /** What the slow handler saw of its call. */
-const seen: { deadline?: number | undefined; aborted?: boolean; queryAborted?: boolean } = {};
+const seen: {
+  deadline?: number | undefined;
+  aborted?: boolean;
+  queryAborted?: boolean;
+  answeredSignal?: AbortSignal;
+} = {};
 
 async function rejection(p: Promise<unknown>): Promise<TidemarkError> {
   try {
@@ -98,7 +103,10 @@ beforeAll(async () => {
         };
       }
     },
-    transferLeader: async () => ({ leader: 'n1', term: 1n }),
+    transferLeader: async (_req, ctx) => {
+      seen.answeredSignal = ctx.signal;
+      return { leader: 'n1', term: 1n };
+    },
     setRetention: async () => ({ shards: [0, 1] }),
     shardMap: () => ({
       shardCount: 2,
@@ -310,6 +318,13 @@ describe('deadlines and limits', () => {
     // The handler's signal fires when the deadline passes.
     await new Promise((r) => setTimeout(r, 100));
     expect(seen.aborted).toBe(true);
+  });
+
+  it('a call that has answered is not aborted when grpc-js reports its stream closed', async () => {
+    await client.transferLeader({ shard: 0, to: 'n1' });
+    await new Promise((r) => setTimeout(r, 100));
+    expect(seen.answeredSignal).toBeDefined();
+    expect(seen.answeredSignal!.aborted).toBe(false);
   });
 
   it('an AbortSignal cancels the call', async () => {

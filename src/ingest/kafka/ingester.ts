@@ -81,6 +81,8 @@ export class PartitionIngester {
   private readonly now: () => number;
   private readonly retryDelayMs: number;
   private readonly inflight: Promise<void>[] = [];
+  /** Proposals not yet settled (inflight keeps settled ones until the backpressure loop takes them out). */
+  private unsettled = 0;
   private proposeError: unknown;
   private lastCommitMs = 0;
   private readonly s: PartitionStats;
@@ -290,7 +292,13 @@ export class PartitionIngester {
         this.builder.length >= c.batch.maxSamples ||
         this.batchRecords >= c.batch.maxRecords ||
         this.batchBytes >= c.batch.maxBytes;
-      if (caughtUp || full || this.now() - this.batchStartMs >= c.batch.lingerMs) await this.flush(signal);
+      // Caught up: flush at once only while no proposal is in flight (nothing to overlap with, so waiting
+      // would only add latency). While one is, records keep joining this batch until it settles, lingerMs
+      // passes or the batch is full: under load one proposal (one log write and one apply on every replica)
+      // carries what many small fetches brought, instead of one proposal per fetch (Nagle's rule).
+      if ((caughtUp && this.unsettled === 0) || full || this.now() - this.batchStartMs >= c.batch.lingerMs) {
+        await this.flush(signal);
+      }
     }
   }
 
@@ -343,11 +351,16 @@ export class PartitionIngester {
     }
     if (this.proposeError !== undefined) throw this.proposeError;
     this.s.batches++;
+    this.unsettled++;
     const p = Promise.resolve()
       .then(() => this.target.propose(batch, pos, signal))
       .then(
-        () => this.committed(next),
+        () => {
+          this.unsettled--;
+          this.committed(next);
+        },
         (err: unknown) => {
+          this.unsettled--;
           if (!signal.aborted) {
             this.s.proposeErrors++;
             this.proposeError ??= err;

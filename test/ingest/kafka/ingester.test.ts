@@ -152,6 +152,48 @@ describe('PartitionIngester', () => {
     await running;
   });
 
+  test('caught up: flushes at once when idle, and batches what arrives while a proposal is in flight', async () => {
+    const io = new MemoryKafka('t', 1);
+    const proposed: { first: bigint; last: bigint; release: () => void }[] = [];
+    const t: KafkaShardTarget = {
+      shard: 0,
+      nextOffset: () => 0n,
+      propose: (_batch, pos) =>
+        new Promise<void>((release) =>
+          proposed.push({ first: pos.firstOffset, last: pos.lastOffset, release }),
+        ),
+    };
+    // A clock that never moves: lingerMs never expires, so only the in-flight rule decides.
+    const ing = new PartitionIngester({
+      config: config({ maxInFlight: 2, batch: { lingerMs: 1000 } }),
+      io,
+      target: t,
+      now: () => 0,
+    });
+    const ac = new AbortController();
+    const running = ing.run(ac.signal);
+    try {
+      io.append(0, 'm v=0 1000');
+      await poll(() => proposed.length === 1, 'the first record proposed at once');
+      // One record at a time, each fetched (and caught up) while the first proposal is pending.
+      for (let i = 1; i < 10; i++) {
+        io.append(0, `m v=${i} ${1000 + i}`);
+        await poll(() => ing.stats().records === i + 1, `record ${i} fetched`);
+      }
+      expect(proposed).toHaveLength(1);
+      proposed[0]!.release();
+      await poll(() => proposed.length === 2, 'the batch proposed once the first settled');
+      expect(proposed.map((p) => [p.first, p.last])).toEqual([
+        [0n, 0n],
+        [1n, 9n],
+      ]);
+    } finally {
+      ac.abort();
+      for (const p of proposed) p.release();
+      await running;
+    }
+  });
+
   test('records deleted by retention before being applied: one empty proposal skips to the log start', async () => {
     const io = new MemoryKafka('t', 1);
     for (let i = 0; i < 20; i++) io.append(0, `m v=${i} ${1000 + i}`);
