@@ -92,6 +92,9 @@ export const STORE_FORMAT_VERSION = 1;
  * Head checkpoint record version (the `head` sub-database values): 2 holds the head as segments, so that a
  * checkpoint encodes only the samples appended since the last one; version 1 records (one chunk) still load.
  */
+const HEAD_RECORD_VERSION = 2;
+/** A record with this many segments is re-encoded whole at the next checkpoint (bounds decode and size). */
+const MAX_HEAD_SEGMENTS = 16;
 /**
  * Head segments are Gorilla-coded, without the search for the smallest encoding that sealed chunks get:
  * a segment lives only until its series seals (then it is encoded for good), and the search (Decimal
@@ -99,9 +102,6 @@ export const STORE_FORMAT_VERSION = 1;
  * at every checkpoint (docs/format/store.md "Head checkpoint records").
  */
 const HEAD_ENCODING = { encoding: Encoding.Gorilla };
-const HEAD_RECORD_VERSION = 2;
-/** A record with this many segments is re-encoded whole at the next checkpoint (bounds decode and size). */
-const MAX_HEAD_SEGMENTS = 16;
 
 export interface LmdbStoreOptions extends StoreOptions {
   /**

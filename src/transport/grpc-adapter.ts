@@ -190,6 +190,27 @@ function context(call: AnyServerCall): ServerContext {
   };
 }
 
+/** Runs a handler that answers once (unary, client-streaming) and sends its response or its error. */
+function answerOnce(
+  ctx: ServerContext,
+  callback: grpc.sendUnaryData<unknown>,
+  output: DescMessage,
+  run: () => unknown,
+): void {
+  Promise.resolve()
+    .then(run)
+    .then(
+      (out) => {
+        ctx.finish();
+        callback(null, create(output, out as MessageInitShape<DescMessage>));
+      },
+      (err) => {
+        ctx.finish();
+        callback(toGrpcError(err));
+      },
+    );
+}
+
 /** The request stream of a call as an async iterable; ends (throws CLOSED) when the call is cancelled. */
 async function* requests<T>(call: Readable, signal: AbortSignal): AsyncGenerator<T> {
   try {
@@ -272,18 +293,7 @@ export function addService<S extends DescService>(
           callback: grpc.sendUnaryData<unknown>,
         ) => {
           const ctx = context(call);
-          Promise.resolve()
-            .then(() => h(call.request, ctx))
-            .then(
-              (out) => {
-                ctx.finish();
-                callback(null, create(m.output, out as MessageInitShape<DescMessage>));
-              },
-              (err) => {
-                ctx.finish();
-                callback(toGrpcError(err));
-              },
-            );
+          answerOnce(ctx, callback, m.output, () => h(call.request, ctx));
         };
         break;
       case 'server_streaming':
@@ -305,18 +315,7 @@ export function addService<S extends DescService>(
           callback: grpc.sendUnaryData<unknown>,
         ) => {
           const ctx = context(call);
-          Promise.resolve()
-            .then(() => h(requests(call, ctx.signal), ctx))
-            .then(
-              (out) => {
-                ctx.finish();
-                callback(null, create(m.output, out as MessageInitShape<DescMessage>));
-              },
-              (err) => {
-                ctx.finish();
-                callback(toGrpcError(err));
-              },
-            );
+          answerOnce(ctx, callback, m.output, () => h(requests(call, ctx.signal), ctx));
         };
         break;
       case 'bidi_streaming':
