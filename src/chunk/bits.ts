@@ -5,6 +5,7 @@
  * halves (or exact Math arithmetic for values < 2^53); nothing here ever applies `|`, `<<`, `>>` to a
  * value that may exceed 2^32.
  */
+import { LITTLE_ENDIAN } from '../util/endian.js';
 import { corrupt } from './errors.js';
 
 const TWO_32 = 4294967296;
@@ -198,7 +199,7 @@ export function bitLength(v: number): number {
 }
 
 /** Float64 <-> two uint32 halves. Index of the low/high half in a Uint32Array view of a Float64Array. */
-export const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+export { LITTLE_ENDIAN };
 export const LO = LITTLE_ENDIAN ? 0 : 1;
 export const HI = LITTLE_ENDIAN ? 1 : 0;
 

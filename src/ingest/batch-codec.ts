@@ -11,6 +11,7 @@ import {
   intern,
   internedKey,
   internedSeries,
+  keyString,
   MAX_NAME_BYTES,
   MAX_TAGS,
   MAX_TIMESTAMP_MS,
@@ -20,6 +21,7 @@ import {
   type Series,
 } from '../model/index.js';
 import type { DeleteRequest, Matcher, MatchOp, SampleBatch } from '../storage/store.js';
+import { LITTLE_ENDIAN } from '../util/endian.js';
 import { varintSize, writeVarint } from '../util/varint.js';
 import { canonicalKeyFast } from './batch.js';
 
@@ -77,7 +79,6 @@ export function resetDecodedSeriesCache(capacity = DECODED_SERIES_CACHE_SIZE): v
   resetInternedSeries(capacity);
 }
 
-const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 const TWO31 = 2 ** 31;
 
 /** Reused encode buffer; batches whose worst case exceeds SCRATCH_MAX get a buffer of their own. */
@@ -121,12 +122,12 @@ export function encodeBatch(batch: SampleBatch, extra: BatchExtra = {}, interned
       const valid = makeSeries(s?.metric, s?.tags, `series[${i}]`);
       key = canonicalKeyFast(valid);
       if (interned !== undefined) {
-        k = latin1(key);
+        k = keyString(key);
         series = intern(key, k, () => valid);
       }
     }
     if (seen !== undefined) {
-      k ??= latin1(key);
+      k ??= keyString(key);
       if (seen.has(k)) {
         throw invalidArgument(
           'duplicate_series',
@@ -367,10 +368,6 @@ export function decodeBatch(bytes: Uint8Array): { batch: SampleBatch; extra: Bat
 }
 
 const utf8d = new TextDecoder('utf-8', { fatal: true });
-
-function latin1(key: Uint8Array): string {
-  return Buffer.from(key.buffer, key.byteOffset, key.length).toString('latin1');
-}
 const utf8e = new TextEncoder();
 
 /** Reads unsigned varints (< 2^53) that must end before `end`; DATA_CORRUPTION otherwise. */

@@ -7,6 +7,7 @@ import {
   canonicalKey,
   internedId,
   internedKey,
+  keyString,
   type Series,
   seriesIdOfKey,
   shardOf,
@@ -262,7 +263,7 @@ export function routeByShard(batch: SampleBatch, shardCount: number): ShardRouti
     if (s < 0) {
       const series = batch.series[r];
       const key = internedKey(series) ?? canonicalKeyFast(series);
-      const k = refOfKey === undefined ? '' : latin1(key);
+      const k = refOfKey === undefined ? '' : keyString(key);
       const first = refOfKey?.get(k);
       if (first !== undefined) {
         s = shardOfRef[first];
@@ -329,8 +330,4 @@ export function routeByShard(batch: SampleBatch, shardCount: number): ShardRouti
   }
   for (let s = 0; s < shardCount; s++) out[s].length = fill[s];
   return { parts: out, origin };
-}
-
-function latin1(key: Uint8Array): string {
-  return Buffer.from(key.buffer, key.byteOffset, key.length).toString('latin1');
 }

@@ -38,6 +38,11 @@ export function intern(key: Uint8Array, k: string, make: () => Series): Series {
   return s;
 }
 
+/** A canonical key as the string `intern` files it under (its bytes as latin1: one char per byte). */
+export function keyString(key: Uint8Array): string {
+  return Buffer.from(key.buffer, key.byteOffset, key.length).toString('latin1');
+}
+
 /** The canonical key of an interned series; undefined for any other object (validate it first). */
 export function internedKey(s: Series): Uint8Array | undefined {
   return canonical.get(s)?.key;

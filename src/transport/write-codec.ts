@@ -14,6 +14,7 @@ import {
   BoundedCache,
   INTERNED_SERIES_CAPACITY,
   intern,
+  keyString,
   MAX_TIMESTAMP_MS,
   MIN_TIMESTAMP_MS,
   makeSeries,
@@ -21,6 +22,7 @@ import {
   validateTimestamp,
 } from '../model/index.js';
 import type { SampleBatch } from '../storage/store.js';
+import { LITTLE_ENDIAN } from '../util/endian.js';
 import {
   countVarints,
   fieldSize,
@@ -128,8 +130,6 @@ export function encodeWriteRequest(series: readonly WriteSeries[]): Uint8Array {
 // ---------------------------------------------------------------------------------------------------------
 // Decoding
 
-const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
-
 /**
  * Interned series (src/model/intern.ts) by the wire bytes of their `Series` message: clients send the same
  * series in the same bytes request after request, so a hit skips parsing, validating and canonicalizing it.
@@ -137,10 +137,6 @@ const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
  * Bounded like the intern table; equal series in other encodings (tag order) are separate entries.
  */
 const wireSeries = new BoundedCache<string, Series>(INTERNED_SERIES_CAPACITY);
-
-function latin1(key: Uint8Array): string {
-  return Buffer.from(key.buffer, key.byteOffset, key.length).toString('latin1');
-}
 
 /** A WriteRequest's batch as a SampleBatch, and where each series' samples start (for rejected indexes). */
 export interface DecodedWrite {
@@ -335,7 +331,7 @@ function decode(bytes: Uint8Array, checkSize?: (samples: number, series: number)
       }
       const valid = makeSeries(info.metric, info.tags, `batch.series[${i}].series`);
       const key = canonicalKeyFast(valid);
-      s = intern(key, latin1(key), () => valid);
+      s = intern(key, keyString(key), () => valid);
       const wk = wireKeys[i];
       if (wk !== undefined) wireSeries.set(wk, s);
     }
