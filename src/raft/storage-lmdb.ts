@@ -16,10 +16,11 @@
  * write that changes them is durable, so readers never see state that a crash could take back.
  * Mutations are serialized in call order.
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, statSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Database, open, type RootDatabase } from 'lmdb';
 import { dataCorruption, TidemarkError } from '../errors/errors.js';
+import { compactCopy, fileBytes, finishShrink, removeShrinkLeftover } from '../util/lmdb-shrink.js';
 import {
   cloneConf,
   decodeEntry,
@@ -59,7 +60,7 @@ export class LmdbLogEnv {
 
   /** `maxLogs`: how many logs (each two sub-databases) may live in the environment. */
   static open(path: string, options: { maxLogs: number; mapSize?: number }): LmdbLogEnv {
-    rmSync(join(path, SHRINK_DIR), { recursive: true, force: true });
+    removeShrinkLeftover(path);
     const root = open({
       path,
       // Durable commits: the write promise resolves after fsync. Never noSync/noMetaSync.
@@ -75,51 +76,25 @@ export class LmdbLogEnv {
   }
 
   /**
-   * Closes the environment. LMDB never shrinks its file: pages freed by compaction are reused, not returned.
-   * So when a compacted copy (mdb_env_copy2 with MDB_CP_COMPACT, taken once every log is closed) is at most
-   * half the file, it replaces the file: a node stopped cleanly (logs compacted up to its stores' checkpoints)
-   * keeps its samples on disk once. The swap is a rename of an fsync'd copy: a crash leaves one or the other.
+   * Closes the environment. When a compacted copy (taken once every log is closed) is at most half the file,
+   * it replaces the file (src/util/lmdb-shrink.ts): a node stopped cleanly (logs compacted up to its stores'
+   * checkpoints) keeps its samples on disk once.
    */
   async close(): Promise<void> {
-    const file = join(this.path, 'data.mdb');
-    const tmp = join(this.path, SHRINK_DIR);
     let swap = false;
     try {
-      const size = statSync(file).size;
-      if (size >= SHRINK_MIN_BYTES) {
-        rmSync(tmp, { recursive: true, force: true });
-        mkdirSync(tmp);
-        await this.root.backup(tmp, true);
-        swap = statSync(join(tmp, 'data.mdb')).size * 2 <= size;
-      }
+      const size = fileBytes(this.path);
+      if (size >= SHRINK_MIN_BYTES) swap = (await compactCopy(this.root, this.path)) * 2 <= size;
     } catch {
       swap = false; // best effort: the file stays as it is
     }
     await this.root.close();
-    if (swap) {
-      fsyncFile(join(tmp, 'data.mdb'));
-      renameSync(join(tmp, 'data.mdb'), file);
-      // The lock file describes the old file's transactions; LMDB recreates it on the next open.
-      rmSync(join(this.path, 'lock.mdb'), { force: true });
-      fsyncFile(this.path);
-    }
-    rmSync(tmp, { recursive: true, force: true });
+    finishShrink(this.path, swap);
   }
 }
 
-/** A compacted copy of the log environment being written by close() (removed by the next open). */
-const SHRINK_DIR = 'shrink.tmp';
 /** Smaller log files are not worth a copy. */
 const SHRINK_MIN_BYTES = 1 << 20;
-
-function fsyncFile(path: string): void {
-  const fd = openSync(path, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
 
 export interface LmdbLogStorageOptions extends LogStorageOptions {
   /** Directory of the LMDB environment (created if missing); with `env`, only a label for messages. */

@@ -40,6 +40,13 @@ import {
   seriesIdHex,
   seriesIdOfKey,
 } from '../model/index.js';
+import {
+  compactCopy,
+  fileBytes,
+  finishShrink,
+  freeBytesEstimate,
+  removeShrinkLeftover,
+} from '../util/lmdb-shrink.js';
 import { ChunkTable } from './chunk-table.js';
 import { SeriesState } from './head.js';
 import { lowerBound, SnapshotSeries, upperBound } from './iterator.js';
@@ -140,6 +147,13 @@ export interface LmdbStoreOptions extends StoreOptions {
 const UNSYNCED_MARKER = 'UNSYNCED';
 /** Second line of the marker of a pipelined-sync store: an OS restart rolls back one commit, never tears. */
 const PIPELINED_TAG = 'pipelined';
+/**
+ * A clean close copies the file when at least this many bytes are free pages, and either the live bytes (what
+ * the copy costs, paid while the node stops) are few or a quarter of the file is free; never above the max.
+ */
+const SHRINK_MIN_FREE_BYTES = 32 * 1024;
+const SHRINK_CHEAP_COPY_BYTES = 64 * 1024 * 1024;
+const SHRINK_MAX_COPY_BYTES = 1024 * 1024 * 1024;
 
 /** lmdb-js runs mdb_env_sync(force) on a worker thread; its typings omit sync(). */
 function envSync(env: RootDatabase): Promise<void> {
@@ -267,6 +281,8 @@ export class LmdbShardStore implements ShardStore {
   private mergeV: number[] = [];
   private readonly chunks: ChunkTable;
   private readonly index: PostingsIndex;
+  /** Every sub-database (page counts for the free-space estimate at close). */
+  private readonly dbs: Database<Buffer, Buffer>[];
 
   private constructor(
     private readonly dir: string,
@@ -282,6 +298,7 @@ export class LmdbShardStore implements ShardStore {
     private readonly pipelined: boolean,
     private readonly externalLog: boolean,
   ) {
+    this.dbs = [metaDb, seriesDb, postingsDb, chunksDb, walDb, headDb];
     this.chunks = new ChunkTable(chunksDb, opts.sealSamples);
     this.index = new PostingsIndex(seriesDb, postingsDb);
     this.capabilities = { persistent: true, syncDeferred: syncIntervalMs > 0 || pipelined };
@@ -336,6 +353,7 @@ export class LmdbShardStore implements ShardStore {
       });
     }
     mkdirSync(dir, { recursive: true });
+    removeShrinkLeftover(dir);
     const deferred = syncIntervalMs > 0;
     const pipelined = pipelinedSync === true && !deferred;
     const marker = join(dir, UNSYNCED_MARKER);
@@ -1163,6 +1181,7 @@ export class LmdbShardStore implements ShardStore {
   async close(): Promise<void> {
     if (this.isClosed) return;
     this.isClosed = true;
+    let shrink: boolean | undefined; // whether a compacted copy replaces the file (undefined: none taken)
     try {
       if (this.group !== null) await this.group.done.catch(() => {});
       if (this.failed === null) {
@@ -1176,11 +1195,31 @@ export class LmdbShardStore implements ShardStore {
         await (this.syncNext ?? this.syncing)?.catch(() => {});
       }
       while (this.pipeSync !== null) await this.pipeSync;
+      if (this.failed === null) shrink = await this.shrinkCopy();
       await this.env.close();
     }
+    if (shrink !== undefined) finishShrink(this.dir, shrink);
     // Clean close: everything is fsync'd (a failed store keeps the marker: it was not synced).
     if ((this.syncIntervalMs > 0 || this.pipelined) && this.failed === null)
       rmSync(join(this.dir, UNSYNCED_MARKER), { force: true });
+  }
+
+  /**
+   * On a clean close, after the last sync: a compacted copy of the file when it has free pages worth a copy
+   * (SHRINK_*: head checkpoints and seals rewrite pages; LMDB reuses them but never returns them), so a
+   * stopped store's file holds its data once. Best effort: any failure keeps the file as it is.
+   */
+  private async shrinkCopy(): Promise<boolean | undefined> {
+    try {
+      const size = fileBytes(this.dir);
+      const free = freeBytesEstimate(this.env, this.dbs);
+      const live = size - free;
+      if (free < SHRINK_MIN_FREE_BYTES || live > SHRINK_MAX_COPY_BYTES) return undefined;
+      if (live > SHRINK_CHEAP_COPY_BYTES && free * 4 < size) return undefined;
+      return (await compactCopy(this.env, this.dir)) + SHRINK_MIN_FREE_BYTES / 2 <= size;
+    } catch {
+      return false;
+    }
   }
 
   // ---------------------------------------------------------------- reads

@@ -1,8 +1,9 @@
-import { copyFileSync, existsSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { open } from 'lmdb';
 import { afterAll, describe, expect, it } from 'vitest';
 import { isTidemarkError, type TidemarkError } from '../../src/errors/index.js';
+import type { Series } from '../../src/model/index.js';
 import {
   DEFAULT_STORE_OPTIONS,
   LmdbShardStore,
@@ -297,6 +298,47 @@ describe('LmdbShardStore specifics', () => {
     expect(await shape()).toEqual({ version: 2, segments: 2 });
     s = await LmdbShardStore.open(dir);
     expect(dump(s, { metric: 'cpu' })[0]!.ts).toEqual(range(1, 21));
+    await s.close();
+  });
+
+  it('a clean close returns free pages to the file system (compacted copy), and the store reopens intact', async () => {
+    const { dir, cleanup } = tempDir();
+    cleanups.push(cleanup);
+    const file = join(dir, 'data.mdb');
+    const hosts = Array.from({ length: 200 }, (_, h) => series('cpu', { host: `h${h}` }));
+    const keep = series('mem', { host: 'a' });
+    let s = await LmdbShardStore.open(dir);
+    for (let round = 0; round < 20; round++) {
+      const rows: (readonly [Series, number, number])[] = [[keep, round, round * 2]];
+      for (const h of hosts) for (let t = round * 50; t < round * 50 + 50; t++) rows.push([h, t, t + 0.25]);
+      await s.append(batch(rows));
+      await s.checkpoint();
+    }
+    await s.deleteSeries({ metric: 'cpu' });
+    await s.checkpoint();
+    const expected = dump(s, { metric: 'mem' });
+    const before = statSync(file).size;
+    await s.close();
+    const after = statSync(file).size;
+    expect(after * 4).toBeLessThanOrEqual(before);
+    expect(existsSync(join(dir, 'shrink.tmp'))).toBe(false);
+    s = await LmdbShardStore.open(dir);
+    expect(dump(s, { metric: 'mem' })).toEqual(expected);
+    expect(dump(s, { metric: 'cpu' })).toEqual([]);
+    await s.append(batch([[keep, 100, 1]]));
+    await s.close();
+    // A file that is mostly live data is not copied (same inode).
+    const ino = statSync(file).ino;
+    s = await LmdbShardStore.open(dir);
+    expect(dump(s, { metric: 'mem' })[0]!.ts).toHaveLength(21);
+    await s.close();
+    expect(statSync(file).ino).toBe(ino);
+    // A copy an interrupted close left behind is removed by the next open.
+    mkdirSync(join(dir, 'shrink.tmp'));
+    writeFileSync(join(dir, 'shrink.tmp', 'data.mdb'), 'partial');
+    s = await LmdbShardStore.open(dir);
+    expect(existsSync(join(dir, 'shrink.tmp'))).toBe(false);
+    expect(dump(s, { metric: 'mem' })[0]!.ts).toHaveLength(21);
     await s.close();
   });
 
