@@ -295,39 +295,41 @@ export function routeByShard(batch: SampleBatch, shardCount: number): ShardRouti
       origin: [origin],
     };
   }
+  // One array per column for every part (a part is a view of its range): a counting sort by shard whose
+  // inner loop touches only flat arrays, and 4 allocations instead of 4 per shard.
+  const allRefs = new Uint32Array(n);
+  const allTs = new Float64Array(n);
+  const allVals = new Float64Array(n);
+  const allOrigin = new Uint32Array(n);
+  const next = new Uint32Array(shardCount);
+  for (let s = 1; s < shardCount; s++) next[s] = next[s - 1] + counts[s - 1];
+  const ts = batch.timestamps;
+  // Values are copied as two 32-bit words, so every NaN payload survives bit-exactly (a float64 load and
+  // store may canonicalize NaNs). Sample by sample: line protocol interleaves series (one run per sample).
+  const src = new Uint32Array(batch.values.buffer, batch.values.byteOffset, 2 * n);
+  const dst = new Uint32Array(allVals.buffer);
+  for (let i = 0; i < n; i++) {
+    const r = refs[i];
+    const p = next[shardOfRef[r]]++;
+    allRefs[p] = localRef[r];
+    allTs[p] = ts[i];
+    dst[2 * p] = src[2 * i];
+    dst[2 * p + 1] = src[2 * i + 1];
+    allOrigin[p] = i;
+  }
   const out: SampleBatch[] = [];
   const origin: Uint32Array[] = [];
-  for (let s = 0; s < shardCount; s++) {
-    const c = counts[s];
+  for (let s = 0, from = 0; s < shardCount; s++) {
+    const to = from + counts[s];
     out.push({
       series: seriesPer[s],
-      seriesRef: new Uint32Array(c),
-      timestamps: new Float64Array(c),
-      values: new Float64Array(c),
-      length: 0,
+      seriesRef: allRefs.subarray(from, to),
+      timestamps: allTs.subarray(from, to),
+      values: allVals.subarray(from, to),
+      length: counts[s],
     });
-    origin.push(new Uint32Array(c));
+    origin.push(allOrigin.subarray(from, to));
+    from = to;
   }
-  const ts = batch.timestamps;
-  const vs = batch.values;
-  const fill = new Uint32Array(shardCount);
-  // Copied by runs of one series (a client sends each series' samples together): same-type typed array
-  // copies are byte copies, so every NaN payload survives bit-exactly.
-  for (let i = 0; i < n; ) {
-    const r = refs[i];
-    let j = i + 1;
-    while (j < n && refs[j] === r) j++;
-    const s = shardOfRef[r];
-    const b = out[s];
-    const at = fill[s];
-    b.seriesRef.fill(localRef[r], at, at + j - i);
-    b.timestamps.set(ts.subarray(i, j), at);
-    b.values.set(vs.subarray(i, j), at);
-    const o = origin[s];
-    for (let k = i; k < j; k++) o[at + k - i] = k;
-    fill[s] = at + j - i;
-    i = j;
-  }
-  for (let s = 0; s < shardCount; s++) out[s].length = fill[s];
   return { parts: out, origin };
 }
