@@ -21,6 +21,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { processCpuSeconds } from '../proc.js';
 import { ingestChart, latencyChart } from './svg.js';
 import {
   diskBreakdown,
@@ -83,6 +84,8 @@ interface SystemResult {
   rssMb: number;
   version: string;
   ingestSec: number;
+  /** CPU seconds (user + system, every process of the system) per million samples during ingest. */
+  ingestCpuSPerMSamples: number;
   visibleMs: number;
   diskBytes: number;
   writeRetries: number;
@@ -221,13 +224,16 @@ async function main(): Promise<void> {
     log(`${name} ${sys.version}: starting`);
     try {
       await sys.start();
+      const cpu0 = sys.pids().reduce((a, pid) => a + processCpuSeconds(pid), 0);
       const ing = await ingest(sys.writeUrls(), data.bodies, samplesPer);
+      const ingestCpu = sys.pids().reduce((a, pid) => a + processCpuSeconds(pid), 0) - cpu0;
+      const ingestCpuSPerMSamples = Math.round((ingestCpu / (data.samples / 1e6)) * 100) / 100;
       const tv = performance.now();
       await sys.makeVisible(data.lines, data.lastMs);
       const visibleMs = Math.round(performance.now() - tv);
       const ingestSamplesPerSec = Math.round(data.samples / (ing.ms / 1000));
       log(
-        `  ingest: ${ingestSamplesPerSec} samples/s (${(ing.ms / 1000).toFixed(2)} s, ${ing.retries} retries ${JSON.stringify(ing.retryReasons)}), visible after ${visibleMs} ms more`,
+        `  ingest: ${ingestSamplesPerSec} samples/s (${(ing.ms / 1000).toFixed(2)} s, ${ingestCpuSPerMSamples} CPU s per M samples, ${ing.retries} retries ${JSON.stringify(ing.retryReasons)}), visible after ${visibleMs} ms more`,
       );
       timelines[name] = ing.events;
       const q = await runQueries(sys, queries);
@@ -254,6 +260,7 @@ async function main(): Promise<void> {
         rssMb,
         version: sys.version,
         ingestSec: Math.round(ing.ms) / 1000,
+        ingestCpuSPerMSamples,
         visibleMs,
         diskBytes: disk,
         writeRetries: ing.retries,
