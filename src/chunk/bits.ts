@@ -189,6 +189,8 @@ export function zigzag(v: number): number {
 }
 
 export function unzigzag(z: number): number {
+  // 32-bit integer operations below 2^32 (the usual residual); exact float arithmetic above.
+  if (z < TWO_32) return (z >>> 1) ^ -(z & 1);
   return z % 2 === 0 ? z / 2 : -(z + 1) / 2;
 }
 

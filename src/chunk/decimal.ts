@@ -169,35 +169,30 @@ export function readDecimal(r: BitReader, count: number, out: Float64Array): voi
   // The residuals first, in bulk, into out[1, count); then each is replaced by its value in place.
   rice.readInto(out, 1, count - 1);
   // All sums below combine values < 2^53 in magnitude and are range-checked, so they stay exact.
-  // unzigzag inline: z = 2h -> h, z = 2h + 1 -> -h - 1 (h = floor(z / 2), exact).
+  // Residuals are undone in place by order; the scale (10^e) is applied in a separate pass when e > 0.
   if (order === 0) {
-    const m0 = m;
+    const m0 = m + bias;
     for (let i = 1; i < count; i++) {
-      const z = out[i]!;
-      const h = Math.floor(z * 0.5);
-      m = m0 + (z === h + h ? h : -h - 1) + bias;
-      if (m >= M_LIMIT || m <= -M_LIMIT) throw badMantissa();
-      out[i] = e === 0 ? m : m / p;
+      const v = m0 + unzigzag(out[i]!);
+      if (v >= M_LIMIT || v <= -M_LIMIT) throw badMantissa();
+      out[i] = v;
     }
   } else if (order === 1) {
     for (let i = 1; i < count; i++) {
-      const z = out[i]!;
-      const h = Math.floor(z * 0.5);
-      m += (z === h + h ? h : -h - 1) + bias;
+      m += unzigzag(out[i]!) + bias;
       if (m >= M_LIMIT || m <= -M_LIMIT) throw badMantissa();
-      out[i] = e === 0 ? m : m / p;
+      out[i] = m;
     }
   } else {
     let d = 0;
     for (let i = 1; i < count; i++) {
-      const z = out[i]!;
-      const h = Math.floor(z * 0.5);
-      d += (z === h + h ? h : -h - 1) + bias;
+      d += unzigzag(out[i]!) + bias;
       if (d >= D_LIMIT || d <= -D_LIMIT) throw badMantissa();
       m += d;
       if (m >= M_LIMIT || m <= -M_LIMIT) throw badMantissa();
-      out[i] = e === 0 ? m : m / p;
+      out[i] = m;
     }
   }
+  if (e !== 0) for (let i = 1; i < count; i++) out[i] = out[i]! / p;
   r.expectEnd('value');
 }

@@ -6,7 +6,7 @@
  * 64 samples costs one bit. (delta[1] is kept out of the Rice stream so its size does not distort the
  * first block's parameter.) A one-sample chunk has an empty section.
  */
-import { type BitReader, type BitWriter, bitLength, zigzag } from './bits.js';
+import { type BitReader, type BitWriter, bitLength, unzigzag, zigzag } from './bits.js';
 import { corrupt } from './errors.js';
 import { RiceDecoder, writeRice } from './rice.js';
 
@@ -58,9 +58,7 @@ export function readTimestamps(
   // The residuals first, in bulk, into out[2, count); then each becomes its timestamp in place.
   rice.readInto(out, 2, count - 2);
   for (let i = 2; i < count; i++) {
-    const z = out[i]!;
-    const h = Math.floor(z * 0.5); // unzigzag inline: 2h -> h, 2h + 1 -> -h - 1
-    delta += z === h + h ? h : -h - 1;
+    delta += unzigzag(out[i]!);
     if (delta < 0) throw corrupt('chunk_bad_timestamp', 'decreasing timestamp');
     t += delta;
     if (t > maxT) throw corrupt('chunk_bad_timestamp', 'timestamp past the header maxT');
