@@ -260,17 +260,30 @@ export class RiceDecoder {
       const sh = 32 - k;
       let pos = r.pos;
       let j = 0;
+      // w holds the next `valid` bits at pos, left-aligned, zeros below: short codes are cut from one
+      // 32-bit load several at a time. Bits below `valid` are 0, so the unary run (leading ones) stops at
+      // `valid` at most and a code that does not fit shows as len > valid, which reloads at pos.
+      let w = 0;
+      let valid = 0;
       for (; j < m; j++) {
-        const p = pos >>> 3;
-        if (p > lastSafe) break;
-        const o = pos & 7;
-        let w = (buf[p] << 24) | (buf[p + 1] << 16) | (buf[p + 2] << 8) | buf[p + 3];
-        if (o !== 0) w = (w << o) | (buf[p + 4] >>> (8 - o));
-        const q = Math.clz32(~w);
-        const len = q + 1 + k;
-        if (q >= RICE_ESC || len > 32 || pos + len > end) break;
-        pos += len;
+        let q = Math.clz32(~w);
+        let len = q + 1 + k;
+        if (len > valid) {
+          const p = pos >>> 3;
+          if (p > lastSafe) break;
+          const o = pos & 7;
+          w = (buf[p] << 24) | (buf[p + 1] << 16) | (buf[p + 2] << 8) | buf[p + 3];
+          if (o !== 0) w = (w << o) | (buf[p + 4] >>> (8 - o));
+          valid = 32;
+          q = Math.clz32(~w);
+          len = q + 1 + k;
+          if (len > 32) break;
+        }
+        if (q >= RICE_ESC || pos + len > end) break;
         out[i + j] = k === 0 ? q : q * pk + ((w << (q + 1)) >>> sh);
+        pos += len;
+        valid -= len;
+        w = len === 32 ? 0 : w << len;
       }
       r.pos = pos;
       this.left -= j;

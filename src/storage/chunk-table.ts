@@ -249,16 +249,21 @@ export class ChunkTable {
   collect(id: Uint8Array, lo: number, hi: number): { chunks: Uint8Array[]; some: boolean } {
     const chunks: Uint8Array[] = [];
     let some = false;
-    const floor = this.floor(id, lo);
-    for (const { value } of this.db.getRange({
-      start: floor === undefined ? chunkKey(id, 0) : floor.key,
-      end: chunkKey(id, Math.min(hi, MAX_TIMESTAMP_MS) + 1),
+    // One range, newest first, from the chunk with the greatest key <= hi down to the one with the greatest
+    // key <= lo (keys partition time: every older chunk ends before lo).
+    for (const { key, value } of this.db.getRange({
+      start: chunkKey(id, Math.min(hi, MAX_TIMESTAMP_MS)),
+      end: idKey(id),
+      reverse: true,
     }) as Iterable<Entry>) {
       const h = readChunkHeader(value, { verifyChecksum: false });
-      if (h.maxT < lo) continue;
-      chunks.push(value);
-      if (!some) some = (h.minT >= lo && h.minT <= hi) || h.maxT <= hi || this.hasSampleIn(value, lo, hi);
+      if (h.maxT >= lo) {
+        chunks.push(value);
+        if (!some) some = (h.minT >= lo && h.minT <= hi) || h.maxT <= hi || this.hasSampleIn(value, lo, hi);
+      }
+      if (chunkKeyStart(key) <= lo) break;
     }
+    chunks.reverse();
     return { chunks, some };
   }
 
