@@ -32,11 +32,12 @@ import { addTidemarkService, matchersFromPb, matchersToPb } from '../api/grpc-se
 import { addBackupService } from '../backup/service.js';
 import {
   closed,
-  type ErrorCode,
+  fromItemError,
   invalidArgument,
   isTidemarkError,
   notLeader,
   TidemarkError,
+  toItemError,
 } from '../errors/index.js';
 import {
   type ExecuteBatchRequest,
@@ -1255,10 +1256,7 @@ export class TidemarkNode implements ClusterService {
               `node ${to} answered shard ${r?.shard ?? 'none'} in place of shard ${shard}`,
             );
           }
-          if (r.errorCode !== '') {
-            const details = r.errorDetails.length > 0 ? JSON.parse(utf8d.decode(r.errorDetails)) : {};
-            throw new TidemarkError(r.errorCode as ErrorCode, r.errorReason, r.errorMessage, details);
-          }
+          if (r.errorCode !== '') throw fromItemError(r);
           w.resolve(decodeShardPartial(r.partial));
         } catch (err) {
           w.reject(err);
@@ -1334,16 +1332,7 @@ export class TidemarkNode implements ClusterService {
           const store = await r.readBarrier(req.stale ? { stale: true, deadline } : { deadline });
           return { shard, partial: encodeShardPartial(await executeShard(store, q, ctx.signal)) };
         } catch (err) {
-          const e = isTidemarkError(err)
-            ? err
-            : new TidemarkError('INTERNAL', 'shard_failed', String((err as Error)?.message ?? err));
-          return {
-            shard,
-            errorCode: e.code,
-            errorReason: e.reason,
-            errorMessage: e.message,
-            errorDetails: utf8.encode(JSON.stringify(e.details)),
-          };
+          return { shard, ...toItemError(err) };
         }
       }),
     );

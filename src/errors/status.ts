@@ -48,3 +48,39 @@ export function retryHeaders(err: unknown): Record<string, string> {
   if (!(err instanceof TidemarkError) || err.details.retryAfterMs === undefined) return {};
   return { 'retry-after': String(Math.max(1, Math.ceil(err.details.retryAfterMs / 1000))) };
 }
+
+/**
+ * One item's error inside a batch answer (ShardQueryService.ExecuteBatch, PeerService.ForwardBatch), where
+ * each item fails or succeeds on its own: the code, reason and message, and the details as UTF-8 JSON.
+ */
+export interface ItemError {
+  errorCode: string;
+  errorReason: string;
+  errorMessage: string;
+  errorDetails: Uint8Array;
+}
+
+export function toItemError(err: unknown): ItemError {
+  const e =
+    err instanceof TidemarkError
+      ? err
+      : new TidemarkError('INTERNAL', 'item_failed', String((err as Error)?.message ?? err));
+  return {
+    errorCode: e.code,
+    errorReason: e.reason,
+    errorMessage: e.message,
+    errorDetails: new TextEncoder().encode(JSON.stringify(e.details)),
+  };
+}
+
+/** The TidemarkError of an item whose errorCode is set (an unknown code from a newer peer is INTERNAL). */
+export function fromItemError(e: ItemError): TidemarkError {
+  let details: Record<string, unknown> = {};
+  try {
+    if (e.errorDetails.length > 0) details = JSON.parse(new TextDecoder().decode(e.errorDetails));
+  } catch {
+    details = {};
+  }
+  const code = (e.errorCode in table ? e.errorCode : 'INTERNAL') as ErrorCode;
+  return new TidemarkError(code, e.errorReason, e.errorMessage, details);
+}

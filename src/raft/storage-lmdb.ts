@@ -17,7 +17,6 @@
  * Mutations are serialized in call order.
  */
 import { rmSync } from 'node:fs';
-import { join } from 'node:path';
 import { type Database, open, type RootDatabase } from 'lmdb';
 import { dataCorruption, TidemarkError } from '../errors/errors.js';
 import { compactCopy, fileBytes, finishShrink, removeShrinkLeftover } from '../util/lmdb-shrink.js';

@@ -21,7 +21,7 @@
  */
 import type * as grpc from '@grpc/grpc-js';
 import { type HelloAnswer, nodeOfMember } from '../cluster/member.js';
-import { isTidemarkError, TidemarkError } from '../errors/index.js';
+import { fromItemError, isTidemarkError, TidemarkError, toItemError } from '../errors/index.js';
 import {
   type ForwardResponse,
   type HelloResponse,
@@ -118,6 +118,10 @@ export interface PeerTransportStats {
   snapshotsFailed: number;
   snapshotsReceived: number;
   snapshotsRejected: number;
+  /** Forward calls sent: one per forward sent alone, one per ForwardBatch. */
+  forwardCalls: number;
+  /** Forwards sent inside a ForwardBatch. */
+  forwardsBatched: number;
 }
 
 interface ShardHandler {
@@ -137,6 +141,10 @@ interface Peer {
   id: NodeId;
   address: string;
   client: PeerClient | undefined;
+  /** Forwards made in this event-loop turn, sent together a microtask later (see forward()). */
+  forwards: PendingForward[] | undefined;
+  /** The peer answered ForwardBatch with UNIMPLEMENTED (an older version): forwards go one call each. */
+  noForwardBatch: boolean;
   stream: RaftStream | undefined;
   state: 'idle' | 'open' | 'backoff';
   /** Waiting for the stream's write buffer to drain. */
@@ -147,6 +155,28 @@ interface Peer {
   /** Shards that sent on the current stream: told `unreachable` when it fails. */
   shards: Set<number>;
 }
+
+function forwardResult(res: ForwardResponse | undefined): ForwardResult {
+  return {
+    accepted: toNumber(res?.accepted ?? 0n),
+    rejected: (res?.rejected ?? []).map((r) => ({
+      seriesIndex: r.seriesIndex,
+      sampleIndex: r.sampleIndex,
+      reason: r.reason,
+    })),
+  };
+}
+
+interface PendingForward {
+  shard: number;
+  batch: Uint8Array;
+  deadline: number | undefined;
+  resolve: (r: ForwardResult) => void;
+  reject: (err: unknown) => void;
+}
+
+/** Most forwards in one ForwardBatch (proto/tidemark/v1/peer.proto); a larger turn sends several. */
+export const MAX_FORWARD_BATCH = 4096;
 
 /** Messages whose loss costs an election round rather than a retry: kept when the queue overflows. */
 function essential(t: MessageType): boolean {
@@ -190,6 +220,8 @@ export class PeerTransport {
     snapshotsFailed: 0,
     snapshotsReceived: 0,
     snapshotsRejected: 0,
+    forwardCalls: 0,
+    forwardsBatched: 0,
   };
 
   private readonly server: grpc.Server;
@@ -347,6 +379,8 @@ export class PeerTransport {
       id,
       address,
       client: undefined,
+      forwards: undefined,
+      noForwardBatch: false,
       stream: undefined,
       state: 'idle',
       blocked: false,
@@ -616,7 +650,12 @@ export class PeerTransport {
   // -------------------------------------------------------------------------------------------------------
   // Forwarding
 
-  /** Forwards an encoded WriteBatch for `shard` to node `to` (its leader). Rejects with TidemarkError. */
+  /**
+   * Forwards an encoded WriteBatch for `shard` to node `to` (the shard's leader there); rejects with
+   * TidemarkError. Forwards to the same node made before the next microtask checkpoint (a coordinator's parts
+   * of one request, started together) leave together as one ForwardBatch call, each answered on its own: one
+   * HTTP/2 request and its headers instead of one per shard. A forward with a `signal` goes alone.
+   */
   async forward(
     to: NodeId,
     shard: number,
@@ -630,21 +669,97 @@ export class PeerTransport {
     if (options.deadline !== undefined)
       deadline = options.deadline instanceof Date ? options.deadline.getTime() : options.deadline;
     else if (options.timeoutMs !== undefined) deadline = Date.now() + options.timeoutMs;
+    if (options.signal !== undefined || p.noForwardBatch) {
+      return this.forwardOne(p, shard, batch, deadline, options.signal);
+    }
+    return new Promise<ForwardResult>((resolve, reject) => {
+      if (p.forwards === undefined) {
+        const pending: PendingForward[] = [];
+        p.forwards = pending;
+        queueMicrotask(() => {
+          if (p.forwards === pending) p.forwards = undefined;
+          this.sendForwards(p, pending);
+        });
+      }
+      p.forwards.push({ shard, batch, deadline, resolve, reject });
+    });
+  }
+
+  private async forwardOne(
+    p: Peer,
+    shard: number,
+    batch: Uint8Array,
+    deadline: number | undefined,
+    signal?: AbortSignal,
+  ): Promise<ForwardResult> {
     const callOptions: CallOptions = {};
     if (deadline !== undefined) callOptions.deadline = deadline;
-    if (options.signal !== undefined) callOptions.signal = options.signal;
+    if (signal !== undefined) callOptions.signal = signal;
+    this.stats.forwardCalls++;
     const res: ForwardResponse = await this.clientOf(p).forward(
       { shard, batch, deadlineUnixMs: BigInt(deadline ?? 0) },
       callOptions,
     );
-    return {
-      accepted: toNumber(res.accepted),
-      rejected: res.rejected.map((r) => ({
-        seriesIndex: r.seriesIndex,
-        sampleIndex: r.sampleIndex,
-        reason: r.reason,
-      })),
-    };
+    return forwardResult(res);
+  }
+
+  private sendForwards(p: Peer, pending: PendingForward[]): void {
+    if (pending.length === 1 || p.noForwardBatch) {
+      for (const f of pending) this.forwardOne(p, f.shard, f.batch, f.deadline).then(f.resolve, f.reject);
+      return;
+    }
+    for (let from = 0; from < pending.length; from += MAX_FORWARD_BATCH) {
+      const part = pending.slice(from, from + MAX_FORWARD_BATCH);
+      // The call lives as long as its longest-lived forward; each carries its own deadline, which the
+      // receiving node applies to that forward alone.
+      let deadline: number | undefined = 0;
+      for (const f of part)
+        deadline =
+          f.deadline === undefined || deadline === undefined ? undefined : Math.max(deadline, f.deadline);
+      void this.sendForwardBatch(p, part, deadline);
+    }
+  }
+
+  private async sendForwardBatch(
+    p: Peer,
+    part: PendingForward[],
+    deadline: number | undefined,
+  ): Promise<void> {
+    try {
+      this.stats.forwardCalls++;
+      this.stats.forwardsBatched += part.length;
+      const res = await this.clientOf(p).forwardBatch(
+        {
+          forwards: part.map((f) => ({
+            shard: f.shard,
+            batch: f.batch,
+            deadlineUnixMs: BigInt(f.deadline ?? 0),
+          })),
+        },
+        deadline === undefined ? {} : { deadline },
+      );
+      part.forEach((f, i) => {
+        const r = res.results[i];
+        if (r === undefined || r.shard !== f.shard) {
+          f.reject(
+            new TidemarkError(
+              'INTERNAL',
+              'batch_answer_invalid',
+              `node ${p.id} answered shard ${r?.shard ?? 'none'} in place of shard ${f.shard}`,
+            ),
+          );
+        } else if (r.errorCode !== '') f.reject(fromItemError(r));
+        else f.resolve(forwardResult(r.response));
+      });
+    } catch (err) {
+      if (isTidemarkError(err) && err.reason === 'unimplemented') {
+        // A peer of an older version: one call per forward from now on.
+        p.noForwardBatch = true;
+        for (const f of part) this.forwardOne(p, f.shard, f.batch, f.deadline).then(f.resolve, f.reject);
+        return;
+      }
+      for (const f of part) f.reject(err);
+    }
   }
 
   // -------------------------------------------------------------------------------------------------------
@@ -699,6 +814,41 @@ export class PeerTransport {
             signal: ctx.signal,
           });
           return { accepted: BigInt(r.accepted), rejected: r.rejected };
+        },
+        forwardBatch: async (req, ctx) => {
+          this.ensureOpen();
+          if (req.forwards.length > MAX_FORWARD_BATCH) {
+            throw new TidemarkError(
+              'INVALID_ARGUMENT',
+              'forward_batch_too_large',
+              `a ForwardBatch holds at most ${MAX_FORWARD_BATCH} forwards, got ${req.forwards.length}`,
+              { field: 'forwards' },
+            );
+          }
+          const handler = this.onForward;
+          const results = await Promise.all(
+            req.forwards.map(async (f) => {
+              try {
+                if (handler === undefined)
+                  throw new TidemarkError(
+                    'FAILED_PRECONDITION',
+                    'forward_unsupported',
+                    'this node takes no forwards',
+                  );
+                const d = toNumber(f.deadlineUnixMs);
+                const r = await handler({
+                  shard: f.shard,
+                  batch: f.batch,
+                  deadline: d > 0 ? d : ctx.deadline,
+                  signal: ctx.signal,
+                });
+                return { shard: f.shard, response: { accepted: BigInt(r.accepted), rejected: r.rejected } };
+              } catch (err) {
+                return { shard: f.shard, ...toItemError(err) };
+              }
+            }),
+          );
+          return { results };
         },
         hello: async () => {
           this.ensureOpen();

@@ -137,6 +137,9 @@ beforeAll(async () => {
       return { shard, bytes };
     },
     forward: (req) => ({ accepted: BigInt(req.batch.length) }),
+    forwardBatch: (req) => ({
+      results: req.forwards.map((f) => ({ shard: f.shard, response: { accepted: BigInt(f.batch.length) } })),
+    }),
     hello: (req) => ({ node: req.from, started: false, progressedShards: [] }),
     join: () => ({ member: false }),
   });

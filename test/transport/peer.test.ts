@@ -1,9 +1,16 @@
+import type * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isTidemarkError, notLeader, type TidemarkError } from '../../src/errors/index.js';
-import { PeerService } from '../../src/gen/tidemark/v1/peer_pb.js';
+import { type ForwardRequest, PeerService } from '../../src/gen/tidemark/v1/peer_pb.js';
 import { chunkSnapshot } from '../../src/raft/snapshot-stream.js';
 import { EntryType, type Message, MessageType } from '../../src/raft/types.js';
-import { createClient } from '../../src/transport/grpc-adapter.js';
+import {
+  bindServer,
+  createClient,
+  createServer,
+  serviceDefinition,
+  shutdownServer,
+} from '../../src/transport/grpc-adapter.js';
 import { PeerTransport } from '../../src/transport/peer.js';
 import { chunkToPb } from '../../src/transport/raft-codec.js';
 import { freePort, heartbeat, Inbox, msg, startMesh, waitFor } from './helpers.js';
@@ -285,6 +292,69 @@ describe('PeerTransport', () => {
     expect(err.details.leaderHint).toBe('n3');
     const unknown = (await n1!.forward('n9', 1, new Uint8Array(1)).catch((e) => e)) as TidemarkError;
     expect(unknown.reason).toBe('unknown_peer');
+  });
+
+  it('sends the forwards of one turn to a node as one ForwardBatch, each answered on its own', async () => {
+    const seen: { shard: number; deadline: number | undefined }[] = [];
+    const [n1] = await mesh(['n1', 'n2'], {
+      onForward: async ({ shard, batch, deadline }) => {
+        seen.push({ shard, deadline });
+        if (shard === 9) throw notLeader('n3');
+        if (shard === 7) throw new Error('boom');
+        return { accepted: batch.length, rejected: [] };
+      },
+    });
+    const t = Date.now();
+    const calls0 = n1!.stats.forwardCalls;
+    const answers = await Promise.all(
+      [3, 9, 5, 7].map((shard) =>
+        n1!
+          .forward('n2', shard, new Uint8Array(shard), { deadline: t + 1000 * shard })
+          .catch((e: TidemarkError) => e),
+      ),
+    );
+    expect(n1!.stats.forwardCalls - calls0).toBe(1);
+    expect(n1!.stats.forwardsBatched).toBe(4);
+    expect(answers[0]).toEqual({ accepted: 3, rejected: [] });
+    expect(answers[2]).toEqual({ accepted: 5, rejected: [] });
+    const notLeaderErr = answers[1] as TidemarkError;
+    expect(isTidemarkError(notLeaderErr, 'NOT_LEADER')).toBe(true);
+    expect(notLeaderErr.details.leaderHint).toBe('n3');
+    expect(isTidemarkError(answers[3], 'INTERNAL')).toBe(true);
+    // Each forward kept its own deadline.
+    expect(seen.map((x) => [x.shard, x.deadline])).toEqual([3, 9, 5, 7].map((s) => [s, t + 1000 * s]));
+    // A forward in a later turn is a call of its own.
+    expect(await n1!.forward('n2', 1, new Uint8Array(2))).toEqual({ accepted: 2, rejected: [] });
+    expect(n1!.stats.forwardCalls - calls0).toBe(2);
+    expect(n1!.stats.forwardsBatched).toBe(4);
+  });
+
+  it('falls back to one Forward per batch when the peer has no ForwardBatch (an older version)', async () => {
+    // A bare gRPC server with PeerService as it was before ForwardBatch (grpc-js answers UNIMPLEMENTED for it).
+    const server = createServer();
+    let forwards = 0;
+    const { forwardBatch: _added, ...before } = serviceDefinition(PeerService);
+    server.addService(before, {
+      forward: (call: grpc.ServerUnaryCall<ForwardRequest, unknown>, done: grpc.sendUnaryData<unknown>) => {
+        forwards++;
+        done(null, { accepted: BigInt(call.request.batch.length), rejected: [] });
+      },
+    });
+    const port = await bindServer(server, '127.0.0.1:0');
+    const n1 = await PeerTransport.start({ id: 'n1', peers: { old: `127.0.0.1:${port}` } });
+    try {
+      const first = await Promise.all([1, 2].map((s) => n1.forward('old', s, new Uint8Array(s))));
+      expect(first.map((r) => r.accepted)).toEqual([1, 2]);
+      expect(forwards).toBe(2);
+      // Remembered: the next turn's forwards go one call each, without trying ForwardBatch again.
+      const calls = n1.stats.forwardCalls;
+      await Promise.all([3, 4].map((s) => n1.forward('old', s, new Uint8Array(s))));
+      expect(n1.stats.forwardCalls - calls).toBe(2);
+      expect(forwards).toBe(4);
+    } finally {
+      await n1.close();
+      await shutdownServer(server);
+    }
   });
 
   it('refuses a stream addressed to another node', async () => {
