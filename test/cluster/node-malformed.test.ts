@@ -4,6 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHttpApi, type HttpApi } from '../../src/api/http.js';
+import type { TidemarkError } from '../../src/errors/index.js';
 import { MatchType, TidemarkService } from '../../src/gen/tidemark/v1/client_pb.js';
 import { encodeBatch } from '../../src/ingest/batch-codec.js';
 import { type Series, seriesId, shardOf } from '../../src/model/index.js';
@@ -269,6 +270,31 @@ describe('TidemarkNode: malformed requests change nothing', () => {
     const ok = await cluster.node(from).peer.forward(leader, shard, good, { timeoutMs: 5000 });
     expect(ok.accepted).toBe(2);
     expect(await countOf('mf')).toEqual([2, 2, 2]);
+    // The same bad forwards made together leave as one ForwardBatch: each fails on its own, and the good
+    // forward riding with them is stored.
+    const good2 = encodeBatch({
+      series: [seriesOnShard(shard, 'mf2')],
+      seriesRef: Uint32Array.of(0, 0, 0),
+      timestamps: Float64Array.of(1, 2, 3),
+      values: Float64Array.of(1, 2, 3),
+      length: 3,
+    });
+    const peer = cluster.node(from).peer;
+    const batched0 = peer.stats.forwardsBatched;
+    const answers = await Promise.all(
+      [...garbage.map((b) => [shard, b] as const), [shard, elsewhere] as const, [shard, good2] as const].map(
+        ([s, b]) => peer.forward(leader, s, b, { timeoutMs: 5000 }).catch((e: unknown) => e),
+      ),
+    );
+    expect(peer.stats.forwardsBatched - batched0).toBe(garbage.length + 2);
+    for (const a of answers.slice(0, garbage.length)) {
+      expect(['DATA_CORRUPTION', 'INVALID_ARGUMENT']).toContain((a as TidemarkError).code);
+    }
+    expect(answers[garbage.length]).toMatchObject({ code: 'INVALID_ARGUMENT', reason: 'wrong_shard' });
+    expect(answers[garbage.length + 1]).toMatchObject({ accepted: 3 });
+    expect(await countOf('mf2')).toEqual([3, 3, 3]);
+    expect(await countOf('mf')).toEqual([2, 2, 2]);
+    expect(cluster.node(leader).readiness()).toEqual({ ready: true, reasons: [] });
   });
 
   it('HTTP /write with bad bodies → 400 with the documented body, nothing written', async () => {

@@ -11,7 +11,7 @@ import {
   serviceDefinition,
   shutdownServer,
 } from '../../src/transport/grpc-adapter.js';
-import { PeerTransport } from '../../src/transport/peer.js';
+import { MAX_FORWARD_BATCH, PeerTransport } from '../../src/transport/peer.js';
 import { chunkToPb } from '../../src/transport/raft-codec.js';
 import { freePort, heartbeat, Inbox, msg, startMesh, waitFor } from './helpers.js';
 
@@ -327,6 +327,34 @@ describe('PeerTransport', () => {
     expect(await n1!.forward('n2', 1, new Uint8Array(2))).toEqual({ accepted: 2, rejected: [] });
     expect(n1!.stats.forwardCalls - calls0).toBe(2);
     expect(n1!.stats.forwardsBatched).toBe(4);
+  });
+
+  it('refuses a ForwardBatch of more than MAX_FORWARD_BATCH forwards, running none of them', async () => {
+    let ran = 0;
+    const [n2] = await mesh(['n2'], {
+      onForward: async ({ batch }) => {
+        ran++;
+        return { accepted: batch.length, rejected: [] };
+      },
+    });
+    const c = createClient(PeerService, `127.0.0.1:${n2!.port}`);
+    try {
+      const forwards = Array.from({ length: MAX_FORWARD_BATCH + 1 }, (_, i) => ({
+        shard: i % 16,
+        batch: new Uint8Array(1),
+      }));
+      const err = (await c.forwardBatch({ forwards }).catch((e) => e)) as TidemarkError;
+      expect(isTidemarkError(err, 'INVALID_ARGUMENT')).toBe(true);
+      expect(err.reason).toBe('forward_batch_too_large');
+      expect(err.details.field).toBe('forwards');
+      expect(ran).toBe(0);
+      // At the limit it is served.
+      const ok = await c.forwardBatch({ forwards: forwards.slice(0, MAX_FORWARD_BATCH) });
+      expect(ok.results).toHaveLength(MAX_FORWARD_BATCH);
+      expect(ran).toBe(MAX_FORWARD_BATCH);
+    } finally {
+      c.close();
+    }
   });
 
   it('falls back to one Forward per batch when the peer has no ForwardBatch (an older version)', async () => {
