@@ -153,7 +153,7 @@ const PIPELINED_TAG = 'pipelined';
  */
 const SHRINK_MIN_FREE_BYTES = 32 * 1024;
 const SHRINK_CHEAP_COPY_BYTES = 64 * 1024 * 1024;
-const SHRINK_MAX_COPY_BYTES = 1024 * 1024 * 1024;
+const SHRINK_MAX_COPY_BYTES = 256 * 1024 * 1024;
 
 /** lmdb-js runs mdb_env_sync(force) on a worker thread; its typings omit sync(). */
 function envSync(env: RootDatabase): Promise<void> {
