@@ -161,8 +161,6 @@ const PARSED_SERIES_MAX = 8192;
 
 interface SeriesInfo {
   parsed: ParsedSeries;
-  measurement: string;
-  tagsKey: string;
   /** field key → ref in the builder. */
   fieldRefs: Map<string, number>;
   /** The field keys (without escapes) of the last point of this series, in order, and their refs: a point with
@@ -374,8 +372,6 @@ class LineParser {
         parsedSeries.set(raw, parsed);
         info = {
           parsed,
-          measurement: parsed.measurement,
-          tagsKey: parsed.tagsKey,
           fieldRefs: new Map(),
           lastKeys: [],
           lastRefs: [],
@@ -538,7 +534,7 @@ class LineParser {
       }
       missing++;
       try {
-        validateMetric(info.measurement + this.sep + k, 'metric');
+        validateMetric(info.parsed.measurement + this.sep + k, 'metric');
       } catch (err) {
         throw fromError(err, k);
       }
@@ -549,8 +545,8 @@ class LineParser {
       const k = keys[f];
       let r = refs.get(k);
       if (r === undefined) {
-        const metric = info.measurement + this.sep + k;
-        r = builder.refKeyed(fieldSeries(info.parsed, metric), metric + info.tagsKey);
+        const metric = info.parsed.measurement + this.sep + k;
+        r = builder.refKeyed(fieldSeries(info.parsed, metric), metric + info.parsed.tagsKey);
         refs.set(k, r);
       }
       if (fieldRefs[f] === -1) {

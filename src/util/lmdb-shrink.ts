@@ -28,18 +28,28 @@ export function fileBytes(dir: string): number {
  * Cheap (page counts from mdb_stat), so it decides whether a copy is worth taking without taking it.
  */
 export function freeBytesEstimate(root: RootDatabase, dbs: readonly Database<Buffer, Buffer>[]): number {
-  const pages = (s: { treeBranchPageCount: number; treeLeafPageCount: number; overflowPages: number }) =>
-    s.treeBranchPageCount + s.treeLeafPageCount + s.overflowPages;
-  type Stats = Parameters<typeof pages>[0] & {
-    pageSize: number;
-    lastPageNumber: number;
-    root: Parameters<typeof pages>[0];
-    free: Parameters<typeof pages>[0];
-  };
-  const envStats = root.getStats() as Stats;
-  let used = 2 + pages(envStats.root) + pages(envStats.free);
-  for (const db of dbs) used += pages(db.getStats() as Stats);
-  return Math.max(0, envStats.lastPageNumber + 1 - used) * envStats.pageSize;
+  const env = root.getStats() as EnvStats;
+  let used = 2 + pagesOf(env.root) + pagesOf(env.free);
+  for (const db of dbs) used += pagesOf(db.getStats() as PageCounts);
+  return Math.max(0, env.lastPageNumber + 1 - used) * env.pageSize;
+}
+
+/** What lmdb-js's getStats() reports (mdb_stat of a database; of the root also mdb_env_info and the free list). */
+interface PageCounts {
+  treeBranchPageCount: number;
+  treeLeafPageCount: number;
+  overflowPages: number;
+}
+
+interface EnvStats {
+  pageSize: number;
+  lastPageNumber: number;
+  root: PageCounts;
+  free: PageCounts;
+}
+
+function pagesOf(s: PageCounts): number {
+  return s.treeBranchPageCount + s.treeLeafPageCount + s.overflowPages;
 }
 
 /** Writes a compacted copy of the open environment to `<dir>/shrink.tmp/data.mdb`; returns its size. */
