@@ -16,8 +16,18 @@ import { resolveNodeConfig } from '../../src/cluster/config.js';
 import { TidemarkNode } from '../../src/cluster/node.js';
 import { Authenticator, parseTokenFile } from '../../src/security/auth.js';
 import { freePort } from '../helpers/ports.js';
+import { poll } from '../helpers/wait.js';
 
 const CHROMIUM = '/usr/bin/chromium';
+
+/**
+ * Waits until the page-side expression `expr` is true, polling with page.evaluate. Not waitForFunction: given a
+ * string, Playwright builds the predicate with `new Function` inside the page, which the page's Content
+ * Security Policy (no 'unsafe-eval') refuses whenever the first check is false.
+ */
+function untilInPage(page: Page, expr: string): Promise<true> {
+  return poll(async () => (await page.evaluate<boolean>(expr)) === true || undefined, expr, { everyMs: 25 });
+}
 const READ_TOKEN = 'page-read-token-0123456789';
 const WRITE_TOKEN = 'page-write-token-0123456789';
 const SHARDS = 2;
@@ -118,13 +128,13 @@ describe('the web page in headless chromium', () => {
     await page.goto(`${base}/?refresh=300`);
     expect(await page.title()).toBe('Tidemark');
     // Auth is on: without a token the status call is refused, and the page says why.
-    await page.waitForFunction(`document.getElementById('status-error').textContent.includes('401')`);
+    await untilInPage(page, `document.getElementById('status-error').textContent.includes('401')`);
 
     await page.fill('#token', READ_TOKEN);
     await page.click('#token-save');
-    await page.waitForFunction(`document.querySelectorAll('#shards tr[data-shard]').length === ${SHARDS}`);
+    await untilInPage(page, `document.querySelectorAll('#shards tr[data-shard]').length === ${SHARDS}`);
     expect(await page.evaluate(`sessionStorage.getItem('tidemark.token')`)).toBe(READ_TOKEN);
-    await page.waitForFunction(`document.getElementById('ready').textContent === 'ready'`);
+    await untilInPage(page, `document.getElementById('ready').textContent === 'ready'`);
     // Page-side code as strings: the project's TypeScript has no DOM types.
     const rows = await page.evaluate<string[][]>(
       `Array.from(document.querySelectorAll('#shards tr[data-shard]'), (tr) =>
@@ -147,7 +157,7 @@ describe('the web page in headless chromium', () => {
     await page.fill('#downsample', '1m-max');
     await page.fill('#start', '1h-ago');
     await page.click('#run');
-    await page.waitForFunction(`document.querySelectorAll('#chart path.series').length === ${HOSTS}`);
+    await untilInPage(page, `document.querySelectorAll('#chart path.series').length === ${HOSTS}`);
     const paths = await page.evaluate<{ d: string; title: string }[]>(
       `Array.from(document.querySelectorAll('#chart path.series'), (p) =>
         ({ d: p.getAttribute('d') || '', title: p.textContent || '' }))`,
@@ -168,7 +178,7 @@ describe('the web page in headless chromium', () => {
     await page.fill('#metric', 'web_cpu_value');
     await page.fill('#downsample', 'bogus');
     await page.click('#run');
-    await page.waitForFunction(`document.getElementById('query-status').className === 'bad'`);
+    await untilInPage(page, `document.getElementById('query-status').className === 'bad'`);
     expect(await page.textContent('#query-status')).toMatch(/^400: /);
 
     expect(requests.length).toBeGreaterThan(0);
