@@ -8,7 +8,9 @@
  *   1. persist the Ready's snapshot, entries and hard state, and wait until durable;
  *   2. send its messages;
  *   3. install its snapshot into the state machine, apply its committed entries (resolving the
- *      proposals they carry) and note its read states;
+ *      proposals they carry) and note its read states. With pipelineApply, committed entries that were
+ *      durable here before this Ready (persisted by an earlier one) are issued during step 1 instead:
+ *      they do not depend on its write, so the write and their apply overlap;
  *   4. advance the core;
  *   5. compact the log if applied - firstIndex exceeds the threshold.
  * Proposals arriving while step 1 is in flight queue up and go into the core together at the start of
@@ -272,6 +274,8 @@ export class RaftDriver {
   private lazySave: Promise<void> = Promise.resolve();
   /** pipelineApply: the applies of the last Ready, while they run (never rejects: a failure stops the driver). */
   private applying: Promise<void> | undefined;
+  /** The last log index this node has made durable (entries of Readys already persisted). */
+  private stableIndex = 0;
   /** A StateMachine.persist() requested by maybeCompact is running. */
   private persisting = false;
   /** A persist() finished: the loop checks compaction even without a Ready. */
@@ -351,6 +355,7 @@ export class RaftDriver {
       init = this.storage.initialState();
     }
     this.hard = { ...init.hardState };
+    this.stableIndex = this.storage.lastIndex();
     this.conf = init.conf;
     this.confLog = [{ index: snapMeta.index, conf: init.conf }];
     const core = this.createCore({ ...this.coreConfig, applied: this.applied });
@@ -788,10 +793,33 @@ export class RaftDriver {
     if (early) this.send(rd.messages);
 
     // 1. Persist, durably.
-    if (rd.snapshot) await this.storage.applySnapshot(rd.snapshot);
+    if (rd.snapshot) {
+      await this.storage.applySnapshot(rd.snapshot);
+      this.stableIndex = rd.snapshot.meta.index;
+    }
+    let committed = rd.committedEntries;
     if (rd.entries.length > 0 || rd.hardState) {
       const saved = this.storage.save(rd.hardState, rd.entries);
       this.stats.persistedEntries += rd.entries.length;
+      // 3a. Committed entries this node had made durable in earlier Readys do not depend on this write: they
+      // apply while it is in flight, as etcd's server applies on its own goroutine while the next Ready
+      // persists. Under load each proposal is then answered one log write sooner (its commit arrives with
+      // the next proposals' entries, whose write it no longer waits for). Only entries on disk as they are
+      // here: a follower's Ready may commit the very entries it is persisting, or entries that replace a
+      // conflicting (never committed) suffix it had persisted, so the durable prefix ends before them.
+      if (this.opts.pipelineApply && !rd.snapshot && committed.length > 0 && rd.entries.length > 0) {
+        const durable = Math.min(this.stableIndex, rd.entries[0].index - 1);
+        let k = 0;
+        while (k < committed.length && committed[k].index <= durable) k++;
+        if (k > 0) {
+          if (this.applying !== undefined) {
+            await this.applying;
+            if (this.stopped) return;
+          }
+          this.applyInBackground(core, k === committed.length ? committed : committed.slice(0, k));
+          committed = committed.slice(k);
+        }
+      }
       if (this.commitOnly(rd)) {
         // Only the commit index moved: it promises nothing to anyone (it is re-learned from the leader
         // after a crash), so it is written in order with the next saves but not waited for (etcd's
@@ -801,6 +829,7 @@ export class RaftDriver {
       } else {
         await saved;
       }
+      if (rd.entries.length > 0) this.stableIndex = rd.entries[rd.entries.length - 1].index;
     }
     if (rd.hardState) this.hard = { ...rd.hardState };
     if (this.stopped) return;
@@ -810,7 +839,7 @@ export class RaftDriver {
 
     // 3. Apply. With pipelineApply the previous Ready's applies may still be running (below): they finish
     // first, so the state machine sees entries in log order and at most one Ready is ever in flight.
-    if (this.applying !== undefined) {
+    if (this.applying !== undefined && (committed.length > 0 || rd.snapshot)) {
       await this.applying;
       if (this.stopped) return;
     }
@@ -827,27 +856,9 @@ export class RaftDriver {
       }
     }
     if (this.opts.pipelineApply) {
-      // Each applyEntry issues its sm.apply synchronously (before its first await), so the whole Ready's
-      // applies reach the state machine in one event-loop turn (one group commit). They complete in the
-      // background: the loop goes on to persist the next Ready while this one applies, as etcd applies on
-      // its own goroutine. The core may count these entries applied already; nothing it decides depends on
-      // it (conf changes take effect when issued, above), and proposals, reads and compaction wait on
-      // this.applied, which moves only when an apply has completed.
-      if (rd.committedEntries.length > 0) {
-        const run: Promise<void> = Promise.all(rd.committedEntries.map((e) => this.applyEntry(core, e))).then(
-          () => {
-            if (this.applying === run) this.applying = undefined;
-            this.serveReads();
-          },
-          (err: unknown) => {
-            if (this.applying === run) this.applying = undefined;
-            this.fail(err);
-          },
-        );
-        this.applying = run;
-      }
+      if (committed.length > 0) this.applyInBackground(core, committed);
     } else {
-      for (const e of rd.committedEntries) await this.applyEntry(core, e);
+      for (const e of committed) await this.applyEntry(core, e);
     }
     for (const rs of rd.readStates) {
       const r = this.reads.get(textDecoder.decode(rs.context));
@@ -861,6 +872,28 @@ export class RaftDriver {
       for (const p of this.byIndex.values()) this.finish(p, undefined, err);
       this.byIndex.clear();
     }
+  }
+
+  /**
+   * pipelineApply: each applyEntry issues its sm.apply synchronously (before its first await), so the
+   * entries reach the state machine in one event-loop turn (one group commit). They complete in the
+   * background: the loop goes on to persist the next Ready while these apply, as etcd applies on its own
+   * goroutine. The core may count these entries applied already; nothing it decides depends on it (conf
+   * changes take effect when issued), and proposals, reads and compaction wait on this.applied, which moves
+   * only when an apply has completed. The caller has awaited the previous run (entries apply in log order).
+   */
+  private applyInBackground(core: RaftCore, entries: Entry[]): void {
+    const run: Promise<void> = Promise.all(entries.map((e) => this.applyEntry(core, e))).then(
+      () => {
+        if (this.applying === run) this.applying = undefined;
+        this.serveReads();
+      },
+      (err: unknown) => {
+        if (this.applying === run) this.applying = undefined;
+        this.fail(err);
+      },
+    );
+    this.applying = run;
   }
 
   /** A Ready whose only durable change is the commit index (no entries, snapshot, term or vote). */

@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { RaftDriver } from '../../src/raft/driver.js';
 import { MemoryLogStorage } from '../../src/raft/storage-memory.js';
 import { MemoryNetwork } from '../../src/raft/transport-memory.js';
-import { type Entry, EntryType, type HardState } from '../../src/raft/types.js';
+import { type Entry, EntryType, type HardState, MessageType } from '../../src/raft/types.js';
 import { enc, RecordingStateMachine, soloDriver, waitFor } from './fixtures/driver-cluster.js';
 
 /** MemoryLogStorage whose saves can be held (to observe what leaves before they are durable). */
@@ -21,6 +21,9 @@ class GatedStorage extends MemoryLogStorage {
   release(): void {
     this.hold = false;
     for (const r of this.held.splice(0)) r();
+  }
+  heldCount(): number {
+    return this.held.length;
   }
 }
 
@@ -135,5 +138,85 @@ describe('RaftDriver write latency', () => {
     await Promise.all([b, c]);
     expect(sm.log).toEqual(['a', 'b', 'c']);
     expect(driver.status().applied).toBe(storage.lastIndex());
+  });
+
+  it('with pipelineApply, applies committed entries already durable while the next entries are written', async () => {
+    const storage = new GatedStorage({ conf: { voters: ['solo'], learners: [] } });
+    const sm = new RecordingStateMachine();
+    const driver = soloDriver(storage, sm, { pipelineApply: true });
+    drivers.push(driver);
+    await driver.start();
+    await waitFor(() => driver.isLeader(), 5000, 'leader');
+    await driver.propose(enc.encode('a'));
+    storage.hold = true;
+    const b = driver.propose(enc.encode('b'));
+    let bDone = false;
+    void b.then(() => {
+      bDone = true;
+    });
+    await waitFor(() => storage.heldCount() === 1, 5000, "b's write to be held");
+    const c = driver.propose(enc.encode('c'));
+    // b's write completes; c's (the next Ready, which also commits b) is held.
+    storage.release();
+    storage.hold = true;
+    await waitFor(() => storage.heldCount() === 1, 5000, "c's write to be held");
+    // b was durable before that Ready: it is applied and answered while c's write is still in flight.
+    await waitFor(() => bDone, 5000, 'b to be answered while c is written');
+    expect(sm.log).toEqual(['a', 'b']);
+    expect(storage.lastIndex()).toBe(driver.status().applied);
+    storage.release();
+    await c;
+    expect(sm.log).toEqual(['a', 'b', 'c']);
+  });
+
+  it('a follower applies early only what it has on disk as committed: a replaced suffix waits for its write', async () => {
+    const conf = { voters: ['n1', 'n2', 'n3'], learners: [] };
+    const storage = new GatedStorage({ conf });
+    const e = (index: number, term: number, s: string): Entry => ({
+      index,
+      term,
+      type: EntryType.Normal,
+      data: enc.encode(s),
+    });
+    // Entry 2 of term 1 was persisted here but never committed; the term-2 leader replaces it.
+    await storage.save({ term: 1, vote: 'n2', commit: 1 }, [e(1, 1, 'a'), e(2, 1, 'stale')]);
+    const sm = new RecordingStateMachine();
+    const net = new MemoryNetwork();
+    const driver = new RaftDriver({
+      id: 'n1',
+      storage,
+      transport: net.transport('n1'),
+      stateMachine: sm,
+      tickMs: 1000,
+      electionTick: 100,
+      pipelineApply: true,
+    });
+    drivers.push(driver);
+    await driver.start();
+    await waitFor(() => sm.log.includes('a'), 5000, 'a to apply');
+    storage.hold = true;
+    // The leader sends the replacement of entry 2 plus entry 3, both committed: this Ready writes them and
+    // commits them at once.
+    net.transport('n2').send([
+      {
+        type: MessageType.App,
+        from: 'n2',
+        to: 'n1',
+        term: 2,
+        index: 1,
+        logTerm: 1,
+        entries: [e(2, 2, 'b'), e(3, 2, 'c')],
+        commit: 3,
+        reject: false,
+        rejectHint: 0,
+      },
+    ]);
+    await waitFor(() => storage.heldCount() === 1, 5000, 'the write to be held');
+    await new Promise((r) => setTimeout(r, 50));
+    // Entry 2 on disk is still the stale one: the new entry 2 must not be applied before its write.
+    expect(sm.log).toEqual(['a']);
+    storage.release();
+    await waitFor(() => sm.log.length === 3, 5000, 'b and c to apply');
+    expect(sm.log).toEqual(['a', 'b', 'c']);
   });
 });
