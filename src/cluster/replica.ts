@@ -44,6 +44,7 @@ import {
 } from './entry.js';
 import { memberOfNode, nodeOfMember } from './member.js';
 import { ShardStateMachine, type SnapshotPeers, type SnapshotSource } from './store-snapshot.js';
+import { WriteMerger } from './write-merge.js';
 
 /** Where a replica announces its image server (MemorySnapshotNetwork implements it). */
 export interface SnapshotRegistry {
@@ -159,6 +160,7 @@ export class ShardReplica {
   private checkpointTimer: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly codec: EntryCodec;
+  readonly merger = new WriteMerger((batch) => this.proposeBatch(batch));
   /** This replica's Raft member id (the node id, or `<node>~<incarnation>` after a rejoin). */
   readonly memberId: string;
 
@@ -234,6 +236,8 @@ export class ShardReplica {
     const init = log.initialState();
     const ceiling = Math.max(init.hardState.commit, log.snapshotMeta().index);
     sm.ceiling = ceiling;
+    // Set once the replica exists: the writes it merged while the driver was busy join the next cycle.
+    let merged: WriteMerger | undefined;
     driver = new RaftDriver({
       id: opts.memberId ?? opts.nodeId,
       storage: log,
@@ -241,6 +245,7 @@ export class ShardReplica {
       stateMachine: sm,
       ...opts.driver,
       pipelineApply: true,
+      beforeCycle: () => merged?.flush(),
       ...(opts.onFatal ? { onFatal: opts.onFatal } : {}),
     });
     try {
@@ -253,6 +258,7 @@ export class ShardReplica {
     }
     sm.ceiling = Number.POSITIVE_INFINITY;
     const replica = new ShardReplica(opts.shard, opts.nodeId, dir, opts, log, sm, driver, recovery);
+    merged = replica.merger;
     opts.snapshotRegistry?.register(opts.nodeId, opts.shard, sm);
     const every = opts.checkpointIntervalMs ?? 30_000;
     if (every > 0) {
@@ -273,14 +279,18 @@ export class ShardReplica {
    * queue is full), UNAVAILABLE outcome_unknown, DEADLINE_EXCEEDED (outcome unknown), CLOSED.
    */
   write(batch: SampleBatch, options: WriteOptions = {}): Promise<ApplyResult> {
-    const data = this.codec.encode(
-      options.kafka ? { kind: 'batch', batch, kafka: options.kafka } : { kind: 'batch', batch },
-    );
-    return this.withDeadline(
-      this.driver.propose(data).catch(nodeHint),
-      options.deadline,
-      'write',
-    ) as Promise<ApplyResult>;
+    // Plain writes made while the Raft loop is busy share an entry (write-merge.ts); a Kafka batch carries
+    // its own offsets and stays one entry.
+    const p =
+      options.kafka === undefined && this.driver.busy
+        ? this.merger.add(batch)
+        : this.proposeBatch(batch, options.kafka);
+    return this.withDeadline(p, options.deadline, 'write');
+  }
+
+  private proposeBatch(batch: SampleBatch, kafka?: KafkaPosition): Promise<ApplyResult> {
+    const data = this.codec.encode(kafka ? { kind: 'batch', batch, kafka } : { kind: 'batch', batch });
+    return this.driver.propose(data).catch(nodeHint) as Promise<ApplyResult>;
   }
 
   /** Proposes a policy entry (same semantics as write): every replica applies it at the same index. */

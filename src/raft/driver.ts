@@ -165,6 +165,12 @@ export interface DriverOptions {
    * entry i (a failed apply stops the driver either way).
    */
   pipelineApply?: boolean;
+  /**
+   * Called at the start of every cycle, just before queued proposals go into the core: a caller that
+   * gathers proposals while the driver is busy (ShardReplica's write merging) proposes them here, so they
+   * make this cycle instead of waiting for another.
+   */
+  beforeCycle?: () => void;
 }
 
 export interface DriverStatus {
@@ -237,6 +243,7 @@ export class RaftDriver {
     >
   >;
   private readonly onFatal: ((err: unknown) => void) | undefined;
+  private readonly beforeCycle: (() => void) | undefined;
   private core: RaftCore | undefined;
   private readonly createCore: RaftCoreFactory;
   private readonly coreConfig: Omit<RaftCoreConfig, 'applied'>;
@@ -301,6 +308,7 @@ export class RaftDriver {
     this.timers = options.timers ?? realTimers;
     this.createCore = options.createCore ?? rawNodeFactory;
     this.onFatal = options.onFatal;
+    this.beforeCycle = options.beforeCycle;
     const electionTick = options.electionTick ?? 10;
     const tickMs = options.tickMs ?? 100;
     this.opts = {
@@ -440,6 +448,14 @@ export class RaftDriver {
       this.readQueue.push(r);
       this.schedule();
     });
+  }
+
+  /**
+   * A Ready is being handled (persisted, sent, applied): a proposal made now joins the core at the start of
+   * the next cycle, not sooner. Callers may gather proposals meanwhile (ShardReplica merges writes).
+   */
+  get busy(): boolean {
+    return this.running;
   }
 
   /** Asks the leader to hand leadership to `to` (takes effect asynchronously). */
@@ -640,6 +656,7 @@ export class RaftDriver {
     this.running = true;
     try {
       while (!this.stopped) {
+        this.beforeCycle?.();
         this.feed(core);
         if (!core.hasReady()) {
           // A checkpoint the state machine finished while idle: compact now, not at the next Ready.

@@ -1,8 +1,10 @@
 /**
  * The head: per series, the open chunk as sorted typed-array buffers (no per-sample objects), grown by
- * doubling up to the seal size, plus the per-series state that write decisions depend on.
+ * doubling up to the seal size (blocks from the store's HeadPool), plus the per-series state that write
+ * decisions depend on.
  */
 import type { Series } from '../model/index.js';
+import type { HeadPool } from './head-pool.js';
 import { lowerBound, upperBound } from './iterator.js';
 
 const EMPTY = new Float64Array(0);
@@ -17,13 +19,15 @@ export class Head {
    */
   persisted = 0;
 
+  constructor(private readonly pool: HeadPool) {}
+
   private grow(min: number): void {
-    let cap = Math.max(8, this.ts.length * 2);
-    while (cap < min) cap *= 2;
-    const ts = new Float64Array(cap);
-    const vals = new Float64Array(cap);
+    const ts = this.pool.take(Math.max(min, this.ts.length * 2));
+    const vals = this.pool.take(ts.length);
     ts.set(this.ts.subarray(0, this.count));
     vals.set(this.vals.subarray(0, this.count));
+    this.pool.give(this.ts);
+    this.pool.give(this.vals);
     this.ts = ts;
     this.vals = vals;
   }
@@ -87,6 +91,8 @@ export class Head {
 
   /** Releases the buffers (after a seal, memory is handed back until the series writes again). */
   release(): void {
+    this.pool.give(this.ts);
+    this.pool.give(this.vals);
     this.ts = EMPTY;
     this.vals = EMPTY;
     this.count = 0;
@@ -96,7 +102,7 @@ export class Head {
 
 /** Per-series state of the LMDB store; everything a write decision depends on is here (and checkpointed). */
 export class SeriesState {
-  readonly head = new Head();
+  readonly head: Head;
   /** Newest timestamp accepted since the series was created (the out-of-order window trails it). */
   maxT = Number.NEGATIVE_INFINITY;
   /** Upper bound of the sealed samples' timestamps: newer samples go to the head, others to sealed chunks. */
@@ -116,5 +122,8 @@ export class SeriesState {
     /** Canonical key bytes (the `series` value). */
     readonly key: Uint8Array,
     readonly series: Series,
-  ) {}
+    pool: HeadPool,
+  ) {
+    this.head = new Head(pool);
+  }
 }

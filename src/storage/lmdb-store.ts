@@ -49,6 +49,7 @@ import {
 } from '../util/lmdb-shrink.js';
 import { ChunkTable } from './chunk-table.js';
 import { SeriesState } from './head.js';
+import { HeadPool } from './head-pool.js';
 import { lowerBound, SnapshotSeries, upperBound } from './iterator.js';
 import {
   idKey,
@@ -276,6 +277,8 @@ export class LmdbShardStore implements ShardStore {
   private accRefs = new Uint32Array(1024);
   /** Samples per series ref of the batch being applied (scratch). */
   private perRef = new Uint32Array(64);
+  /** Head buffers of this store's series (head-pool.ts). */
+  private readonly headPool = new HeadPool();
   private mergeSt: SeriesState[] = [];
   private mergeT: number[] = [];
   private mergeV: number[] = [];
@@ -487,7 +490,7 @@ export class LmdbShardStore implements ShardStore {
     const ckey = new Uint8Array(value.subarray(21, 21 + keyLen));
     const segments = headSegments(value, keyLen);
     const id = new Uint8Array(key);
-    const st = new SeriesState(id, seriesIdHex(id), ckey, parseCanonicalKey(ckey));
+    const st = new SeriesState(id, seriesIdHex(id), ckey, parseCanonicalKey(ckey), this.headPool);
     st.maxT = value.readDoubleBE(1);
     st.sealedMaxT = value.readDoubleBE(9);
     st.alive = true;
@@ -584,7 +587,7 @@ export class LmdbShardStore implements ShardStore {
     if (st !== undefined) return st;
     if (e.flag !== SERIES_NEW)
       throw dataCorruption('wal_unknown_series', 'batch record names an unknown series');
-    const created = new SeriesState(e.id!, hex, e.key!, parseCanonicalKey(e.key!));
+    const created = new SeriesState(e.id!, hex, e.key!, parseCanonicalKey(e.key!), this.headPool);
     this.register(created);
     return created;
   }
@@ -768,7 +771,7 @@ export class LmdbShardStore implements ShardStore {
     }
     let st = pending.get(hex);
     if (st === undefined) {
-      st = new SeriesState(id, hex, key, { metric: s.metric, tags: { ...s.tags } });
+      st = new SeriesState(id, hex, key, { metric: s.metric, tags: { ...s.tags } }, this.headPool);
       pending.set(hex, st);
     }
     return st;

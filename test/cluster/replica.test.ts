@@ -150,6 +150,8 @@ describe('ShardReplica: 3 replicas over MemoryNetwork with LMDB', () => {
     await cluster.startAll();
     const leader = await cluster.leader();
     const before = leader.status().raft.stats.readies;
+    // Proposed while the driver is idle: 200 entries (writes made while it is busy would be merged).
+    await waitFor(() => !leader.driver.busy, 'the Raft loop to be idle');
     const results = await Promise.all(
       Array.from({ length: 200 }, (_, i) => leader.write(makeBatch(i * 10, 10))),
     );
@@ -161,6 +163,40 @@ describe('ShardReplica: 3 replicas over MemoryNetwork with LMDB', () => {
     expect(leader.status().durableApplied).toBeLessThanOrEqual(leader.status().applied);
     await leader.checkpoint();
     expect(leader.status().durableApplied).toBeGreaterThanOrEqual(results.length);
+  });
+
+  it('writes made while the Raft loop is busy share one entry, each answered as if applied alone', async () => {
+    cluster = new ReplicaCluster({ replica: { storeOptions: { oooWindowMs: 1000 } } });
+    await cluster.startAll();
+    const leader = await cluster.leader();
+    await leader.write(makeBatch(1_000_000, 30));
+    const lastBefore = leader.status().lastIndex;
+    // One write starts a cycle; the ones made while it is persisting are merged.
+    const first = leader.write(makeBatch(1_000_100, 30));
+    // The Raft loop starts on the next turn and then waits for its log write (LMDB's write thread).
+    await new Promise((r) => setImmediate(r));
+    expect(leader.driver.busy).toBe(true);
+    const batches = Array.from({ length: 40 }, (_, i) => {
+      const b = makeBatch(1_000_200 + i * 10, 10);
+      // Sample 4 of every fourth write is far behind the newest sample of its series: too_old.
+      if (i % 4 === 0) b.timestamps[4] = 1_000;
+      return b;
+    });
+    const results = await Promise.all(batches.map((b) => leader.write(b)));
+    await first;
+    results.forEach((r, i) => {
+      expect(r.rejected).toEqual(i % 4 === 0 ? [{ index: 4, reason: 'too_old' }] : []);
+      expect(r.accepted).toBe(i % 4 === 0 ? 9 : 10);
+    });
+    expect(leader.merger.mergedWrites).toBeGreaterThanOrEqual(39);
+    // 41 writes, a handful of entries.
+    expect(leader.status().lastIndex - lastBefore).toBeLessThan(6);
+    const expected = dumpStore(leader.store);
+    expect(expected.length).toBe(30 + 30 + 400 - 10);
+    for (const id of cluster.ids) {
+      await cluster.get(id).read({ metric: 'cpu' });
+      expect(dumpStore(cluster.get(id).store)).toEqual(expected);
+    }
   });
 
   it('NOT_LEADER from a follower carries the leader hint', async () => {
@@ -180,6 +216,8 @@ describe('ShardReplica: 3 replicas over MemoryNetwork with LMDB', () => {
     cluster = new ReplicaCluster({ replica: { driver: { maxPendingProposals: 4, retryAfterMs: 25 } } });
     await cluster.startAll();
     const leader = await cluster.leader();
+    // Ten entries: proposed while the driver is idle (writes made while it is busy would share one).
+    await waitFor(() => !leader.driver.busy, 'the Raft loop to be idle');
     const ps = Array.from({ length: 10 }, (_, i) => leader.write(makeBatch(i, 2)).catch((e: unknown) => e));
     const out = await Promise.all(ps);
     const exhausted = out.filter((e) => isTidemarkError(e, 'RESOURCE_EXHAUSTED'));
