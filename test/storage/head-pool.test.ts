@@ -14,8 +14,8 @@ describe('HeadPool', () => {
       live.push(b);
     }
     // Overlap check: fill every block with its own tag, then every block still holds only its tag.
-    live.forEach((b, i) => b.fill(i));
-    live.forEach((b, i) => expect(b.every((x) => x === i)).toBe(true));
+    for (let i = 0; i < live.length; i++) live[i]!.fill(i);
+    for (let i = 0; i < live.length; i++) expect(live[i]!.every((x) => x === i)).toBe(true);
   });
 
   it('reuses given-back blocks instead of allocating', () => {
