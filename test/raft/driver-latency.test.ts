@@ -45,6 +45,16 @@ class GatedStateMachine extends RecordingStateMachine {
 
 const dec = new TextDecoder();
 const drivers: RaftDriver[] = [];
+
+/** A single-member driver with pipelineApply, leading, that has applied one entry ('a'). */
+async function pipelinedSoloWithA(storage: MemoryLogStorage, sm: RecordingStateMachine): Promise<RaftDriver> {
+  const driver = soloDriver(storage, sm, { pipelineApply: true });
+  drivers.push(driver);
+  await driver.start();
+  await waitFor(() => driver.isLeader(), 5000, 'leader');
+  await driver.propose(enc.encode('a'));
+  return driver;
+}
 afterEach(async () => {
   for (const d of drivers.splice(0)) await d.stop();
 });
@@ -115,11 +125,7 @@ describe('RaftDriver write latency', () => {
   it('with pipelineApply, persists the next entries while the previous ones apply, and applies in order', async () => {
     const storage = new MemoryLogStorage({ conf: { voters: ['solo'], learners: [] } });
     const sm = new GatedStateMachine();
-    const driver = soloDriver(storage, sm, { pipelineApply: true });
-    drivers.push(driver);
-    await driver.start();
-    await waitFor(() => driver.isLeader(), 5000, 'leader');
-    await driver.propose(enc.encode('a'));
+    const driver = await pipelinedSoloWithA(storage, sm);
     sm.hold = true;
     const b = driver.propose(enc.encode('b'));
     await waitFor(() => sm.issued.includes('b'), 5000, "b's apply to start");
@@ -143,11 +149,7 @@ describe('RaftDriver write latency', () => {
   it('with pipelineApply, applies committed entries already durable while the next entries are written', async () => {
     const storage = new GatedStorage({ conf: { voters: ['solo'], learners: [] } });
     const sm = new RecordingStateMachine();
-    const driver = soloDriver(storage, sm, { pipelineApply: true });
-    drivers.push(driver);
-    await driver.start();
-    await waitFor(() => driver.isLeader(), 5000, 'leader');
-    await driver.propose(enc.encode('a'));
+    const driver = await pipelinedSoloWithA(storage, sm);
     storage.hold = true;
     const b = driver.propose(enc.encode('b'));
     let bDone = false;
