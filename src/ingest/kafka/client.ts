@@ -35,8 +35,11 @@ export interface DeadLetter {
 
 /** Fetches one partition over its own connection (so a long-polling fetch never delays another partition's). */
 export interface PartitionFetcher {
-  /** One Fetch from `offset`; waits up to maxWaitMs for data. Throws KafkaOffsetOutOfRange. */
-  fetch(offset: bigint, maxWaitMs: number, maxBytes: number): Promise<FetchResult>;
+  /**
+   * One Fetch from `offset`; the broker answers once it holds at least minBytes (default 1) from there, or
+   * after maxWaitMs with what it has. Throws KafkaOffsetOutOfRange.
+   */
+  fetch(offset: bigint, maxWaitMs: number, maxBytes: number, minBytes?: number): Promise<FetchResult>;
   /** Closes the connection: a fetch in flight rejects at once (how a stopping ingester stops promptly). */
   close(): void;
 }
@@ -117,7 +120,8 @@ export class PlatformaticKafkaIo implements KafkaIo {
     });
     let closed = false;
     return {
-      fetch: (offset, maxWaitMs, maxBytes) => this.fetch(pool, topic, partition, offset, maxWaitMs, maxBytes),
+      fetch: (offset, maxWaitMs, maxBytes, minBytes = 1) =>
+        this.fetch(pool, topic, partition, offset, maxWaitMs, maxBytes, minBytes),
       close: () => {
         if (closed) return;
         closed = true;
@@ -147,6 +151,7 @@ export class PlatformaticKafkaIo implements KafkaIo {
     offset: bigint,
     maxWaitMs: number,
     maxBytes: number,
+    minBytes: number,
   ): Promise<FetchResult> {
     const md = await this.consumer.metadata({ topics: [topic] });
     const t = md.topics.get(topic);
@@ -158,7 +163,7 @@ export class PlatformaticKafkaIo implements KafkaIo {
         node: p.leader,
         connectionPool: pool,
         maxWaitTime: maxWaitMs,
-        minBytes: 1,
+        minBytes,
         maxBytes,
         topics: [
           {

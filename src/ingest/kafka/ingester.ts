@@ -49,6 +49,8 @@ export function deadLetterKey(topic: string, partition: number, offset: bigint):
 // Hard cap of one proposal (the batch builder's limit); the configured maxSamples is the soft flush point.
 const HARD_MAX_SAMPLES = 1_000_000;
 const HARD_MAX_SERIES = 1_000_000;
+/** While a proposal is in flight, a fetch asks the broker to hold its answer until this much has arrived. */
+export const IN_FLIGHT_MIN_BYTES = 256 * 1024;
 
 class Aborted extends Error {}
 
@@ -216,13 +218,22 @@ export class PartitionIngester {
       if (signal.aborted) return;
       if (this.proposeError !== undefined) throw this.proposeError;
       let wait = c.fetchMaxWaitMs;
+      let minBytes = 1;
       if (this.cursor > this.batchFirst) {
         wait = Math.max(0, Math.min(wait, c.batch.lingerMs - (this.now() - this.batchStartMs)));
+        // A batch is open and a proposal is in flight: what arrives now waits for that proposal (or the
+        // linger) anyway, so the broker may hold its answer until more has arrived instead of answering every
+        // record with its own request (each costs the broker and this node about as much as its data).
+        if (this.unsettled > 0)
+          minBytes = Math.max(1, Math.min(IN_FLIGHT_MIN_BYTES, c.batch.maxBytes - this.batchBytes));
       }
       this.s.fetchOffset = this.cursor;
       let res: FetchResult;
       try {
-        res = await abortable(fetcher.fetch(this.cursor, Math.max(1, wait), c.fetchMaxBytes), signal);
+        res = await abortable(
+          fetcher.fetch(this.cursor, Math.max(1, wait), c.fetchMaxBytes, minBytes),
+          signal,
+        );
       } catch (err) {
         if (err instanceof Aborted) throw err;
         this.s.fetchErrors++;

@@ -7,6 +7,7 @@ import { describe, expect, test } from 'vitest';
 import {
   DLQ_HEADERS,
   deadLetterKey,
+  IN_FLIGHT_MIN_BYTES,
   type KafkaShardTarget,
   PartitionIngester,
   parseKafkaConfig,
@@ -190,6 +191,47 @@ describe('PartitionIngester', () => {
     } finally {
       ac.abort();
       for (const p of proposed) p.release();
+      await running;
+    }
+  });
+
+  test('while a proposal is in flight, a fetch lets the broker gather records instead of one request each', async () => {
+    const io = new MemoryKafka('t', 1);
+    const proposed: (() => void)[] = [];
+    const t: KafkaShardTarget = {
+      shard: 0,
+      nextOffset: () => 0n,
+      propose: () => new Promise<void>((release) => proposed.push(release)),
+    };
+    // A clock that never moves: the linger never expires; fetches wait at most fetchMaxWaitMs.
+    const ing = new PartitionIngester({
+      config: config({ maxInFlight: 2, fetchMaxWaitMs: 1000, batch: { lingerMs: 5000 } }),
+      io,
+      target: t,
+      now: () => 0,
+    });
+    const ac = new AbortController();
+    const running = ing.run(ac.signal);
+    try {
+      io.append(0, 'm v=0 1000');
+      await poll(() => proposed.length === 1, 'the first record proposed at once');
+      // The next batch's first record is fetched as soon as it is there (nothing to gather it with yet).
+      io.append(0, 'm v=1 1001');
+      await poll(() => ing.stats().records === 2, 'record 1 fetched');
+      expect(io.minBytesAsked.at(-2)).toBe(1);
+      const before = io.fetches;
+      // Eight more trickle in while the first proposal is pending: one fetch gathers them.
+      for (let i = 2; i < 10; i++) {
+        io.append(0, `m v=${i} ${1000 + i}`);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      await poll(() => ing.stats().records === 10, 'records 2-9 fetched');
+      expect(io.fetches - before).toBeLessThanOrEqual(3);
+      expect(io.minBytesAsked.slice(-2)).toEqual([IN_FLIGHT_MIN_BYTES, IN_FLIGHT_MIN_BYTES]);
+      expect(proposed).toHaveLength(1);
+    } finally {
+      ac.abort();
+      for (const release of proposed) release();
       await running;
     }
   });

@@ -17,6 +17,8 @@ export class MemoryKafka implements KafkaIo {
   readonly logStart: bigint[];
   readonly dead: DeadLetter[] = [];
   fetches = 0;
+  /** minBytes of every fetch, in order. */
+  readonly minBytesAsked: number[] = [];
   /** Most records one fetch returns. */
   maxRecordsPerFetch = 7;
   private readonly waiters = new Set<() => void>();
@@ -50,6 +52,15 @@ export class MemoryKafka implements KafkaIo {
     this.logStart[partition] = offset;
   }
 
+  /** Bytes of the records from `offset` on (a record without a value counts as 1). */
+  bytesFrom(partition: number, offset: bigint): number {
+    const log = this.logs[partition]!;
+    let n = 0;
+    for (let i = Math.max(0, Number(offset - this.logStart[partition]!)); i < log.length; i++)
+      n += Math.max(1, log[i]!.value?.length ?? 0);
+    return n;
+  }
+
   end(partition: number): bigint {
     return this.logStart[partition]! + BigInt(this.logs[partition]!.length);
   }
@@ -62,14 +73,22 @@ export class MemoryKafka implements KafkaIo {
     let closed = false;
     let wake: (() => void) | undefined;
     return {
-      fetch: async (offset: bigint, maxWaitMs: number): Promise<FetchResult> => {
+      fetch: async (
+        offset: bigint,
+        maxWaitMs: number,
+        _maxBytes: number,
+        minBytes = 1,
+      ): Promise<FetchResult> => {
         if (closed) throw new Error('fetcher closed');
         this.fetches++;
+        this.minBytesAsked.push(minBytes);
         const start = this.logStart[partition]!;
         if (offset < start || offset > this.end(partition)) {
           throw new KafkaOffsetOutOfRange(offset, start, this.end(partition));
         }
-        if (offset === this.end(partition)) {
+        // As the broker: answer once minBytes are there from `offset` (at least one record), or at maxWaitMs.
+        const deadline = Date.now() + maxWaitMs;
+        while (this.bytesFrom(partition, offset) < Math.max(1, minBytes) && Date.now() < deadline) {
           await new Promise<void>((resolve, reject) => {
             const done = () => {
               clearTimeout(timer);
@@ -78,7 +97,7 @@ export class MemoryKafka implements KafkaIo {
               if (closed) reject(new Error('fetcher closed'));
               else resolve();
             };
-            const timer = setTimeout(done, maxWaitMs);
+            const timer = setTimeout(done, Math.max(0, deadline - Date.now()));
             this.waiters.add(done);
             wake = done;
           });
