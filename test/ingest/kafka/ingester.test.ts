@@ -44,6 +44,31 @@ async function runUntil(ing: PartitionIngester, done: () => boolean, what: strin
   }
 }
 
+/**
+ * An ingester on a clock that stands still, whose proposals stay pending until released; stop() aborts it,
+ * releases them and waits for it.
+ */
+function heldProposals(io: MemoryKafka, extra: Record<string, unknown>) {
+  const proposed: { first: bigint; last: bigint; release: () => void }[] = [];
+  const target: KafkaShardTarget = {
+    shard: 0,
+    nextOffset: () => 0n,
+    propose: (_batch, pos) =>
+      new Promise<void>((release) =>
+        proposed.push({ first: pos.firstOffset, last: pos.lastOffset, release }),
+      ),
+  };
+  const ing = new PartitionIngester({ config: config(extra), io, target, now: () => 0 });
+  const ac = new AbortController();
+  const running = ing.run(ac.signal);
+  const stop = async () => {
+    ac.abort();
+    for (const p of proposed) p.release();
+    await running;
+  };
+  return { ing, proposed, stop };
+}
+
 describe('PartitionIngester', () => {
   test('positions are contiguous, cover every offset once, and respect maxRecords', async () => {
     const io = new MemoryKafka('t', 1);
@@ -155,24 +180,8 @@ describe('PartitionIngester', () => {
 
   test('caught up: flushes at once when idle, and batches what arrives while a proposal is in flight', async () => {
     const io = new MemoryKafka('t', 1);
-    const proposed: { first: bigint; last: bigint; release: () => void }[] = [];
-    const t: KafkaShardTarget = {
-      shard: 0,
-      nextOffset: () => 0n,
-      propose: (_batch, pos) =>
-        new Promise<void>((release) =>
-          proposed.push({ first: pos.firstOffset, last: pos.lastOffset, release }),
-        ),
-    };
-    // A clock that never moves: lingerMs never expires, so only the in-flight rule decides.
-    const ing = new PartitionIngester({
-      config: config({ maxInFlight: 2, batch: { lingerMs: 1000 } }),
-      io,
-      target: t,
-      now: () => 0,
-    });
-    const ac = new AbortController();
-    const running = ing.run(ac.signal);
+    // lingerMs never expires (the clock stands still), so only the in-flight rule decides.
+    const { ing, proposed, stop } = heldProposals(io, { maxInFlight: 2, batch: { lingerMs: 1000 } });
     try {
       io.append(0, 'm v=0 1000');
       await poll(() => proposed.length === 1, 'the first record proposed at once');
@@ -189,29 +198,18 @@ describe('PartitionIngester', () => {
         [1n, 9n],
       ]);
     } finally {
-      ac.abort();
-      for (const p of proposed) p.release();
-      await running;
+      await stop();
     }
   });
 
   test('while a proposal is in flight, a fetch lets the broker gather records instead of one request each', async () => {
     const io = new MemoryKafka('t', 1);
-    const proposed: (() => void)[] = [];
-    const t: KafkaShardTarget = {
-      shard: 0,
-      nextOffset: () => 0n,
-      propose: () => new Promise<void>((release) => proposed.push(release)),
-    };
-    // A clock that never moves: the linger never expires; fetches wait at most fetchMaxWaitMs.
-    const ing = new PartitionIngester({
-      config: config({ maxInFlight: 2, fetchMaxWaitMs: 1000, batch: { lingerMs: 5000 } }),
-      io,
-      target: t,
-      now: () => 0,
+    // The linger never expires: fetches wait at most fetchMaxWaitMs.
+    const { ing, proposed, stop } = heldProposals(io, {
+      maxInFlight: 2,
+      fetchMaxWaitMs: 1000,
+      batch: { lingerMs: 5000 },
     });
-    const ac = new AbortController();
-    const running = ing.run(ac.signal);
     try {
       io.append(0, 'm v=0 1000');
       await poll(() => proposed.length === 1, 'the first record proposed at once');
@@ -230,9 +228,7 @@ describe('PartitionIngester', () => {
       expect(io.minBytesAsked.slice(-2)).toEqual([IN_FLIGHT_MIN_BYTES, IN_FLIGHT_MIN_BYTES]);
       expect(proposed).toHaveLength(1);
     } finally {
-      ac.abort();
-      for (const release of proposed) release();
-      await running;
+      await stop();
     }
   });
 
